@@ -1,0 +1,11 @@
+"""alllib: the small library behind the adversarial label learning course."""
+
+import os
+
+from alllib import callbacks, data, metrics, nets, plots
+from alllib.gan import GAN
+
+
+def fast_mode():
+    """True when `ALLLIB_FAST=1`: notebooks run a quick smoke version of themselves."""
+    return os.environ.get("ALLLIB_FAST", "0") not in ("", "0")

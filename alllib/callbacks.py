@@ -1,0 +1,75 @@
+"""Callbacks for watching adversarial training."""
+
+import os
+
+import keras
+import numpy as np
+
+from alllib import plots
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Generate from one fixed noise batch at the end of every `every` epochs.
+
+    The same noise every time, so successive snapshots show how the generator's map changes.
+    Snapshots are kept as `(epoch, samples)` in `self.snapshots` (for notebooks, see
+    `alllib.plots.show_sample_history`), and optionally saved as PNG files in `directory` and
+    as images in a TensorBoard log at `log_dir` (needs TensorFlow installed).
+
+    Works with any model that has a `generator` and a `latent_dim` (like `alllib.GAN`).
+    """
+
+    def __init__(self, num_samples=64, seed=0, every=1, directory=None, log_dir=None):
+        super().__init__()
+        self.num_samples, self.seed, self.every = num_samples, seed, every
+        self.directory, self.log_dir = directory, log_dir
+        self.snapshots = []
+
+    def on_train_begin(self, logs=None):
+        rng = np.random.default_rng(self.seed)  # NumPy noise: identical on every backend
+        self.noise = rng.standard_normal((self.num_samples, self.model.latent_dim)).astype("float32")
+        if self.log_dir:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "samples"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        samples = keras.ops.convert_to_numpy(self.model.generator(self.noise, training=False))
+        self.snapshots.append((epoch + 1, samples))
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
+            self._save_png(samples, os.path.join(self.directory, f"epoch_{epoch + 1:04d}.png"))
+        if self.log_dir:
+            self._write_tensorboard(samples, epoch + 1)
+
+    @staticmethod
+    def _save_png(samples, path):
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4, 4))
+        plots.show_samples(samples, ax=ax)
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+
+    def _write_tensorboard(self, samples, step):
+        import tensorflow as tf
+
+        if samples.ndim == 2:  # points: log the rendered scatter plot
+            import io
+
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(4, 4))
+            plots.show_samples(samples, ax=ax)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=80)
+            plt.close(fig)
+            image = tf.image.decode_png(buffer.getvalue(), channels=4)[None]
+        else:
+            grid = plots.image_grid(samples)
+            image = grid[None, ..., None] if grid.ndim == 2 else grid[None]
+        with self._writer.as_default():
+            tf.summary.image("samples", image, step=step)
+        self._writer.flush()

@@ -1,0 +1,162 @@
+"""`GAN`: the boxing match as a Keras model.
+
+One `train_step` is one round:
+1. the discriminator trains on a real batch (label real) and a generated batch (label fake), in
+   one update on the mean loss over both halves;
+2. the generator trains through the discriminator, whose weights are not touched in this step,
+   to make the discriminator call its samples real.
+"""
+
+import keras
+from keras import ops
+
+from alllib import losses
+from alllib.backend import minimize
+from alllib.twoplayer import TwoPlayerModel
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class GAN(TwoPlayerModel):
+    """A generator and a discriminator trained against each other by `fit`.
+
+    Args:
+        generator: a Keras model mapping a `(batch, latent_dim)` noise batch to samples.
+        discriminator: a Keras model mapping samples to one logit per example, `(batch, 1)`.
+        latent_dim: size of the noise vector.
+        seed: seed of the model's own noise stream (a `keras.random.SeedGenerator`).
+    """
+
+    metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake")
+
+    def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim <= 0:
+            raise ValueError(
+                f"`latent_dim` must be a positive integer; received {latent_dim!r}."
+            )
+        for arg, network in (("generator", generator), ("discriminator", discriminator)):
+            if not isinstance(network, keras.Model):
+                raise TypeError(
+                    f"`{arg}` must be a keras.Model; received {type(network).__name__}."
+                )
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = latent_dim
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self._check_networks()
+        self.built = True
+
+    def _check_networks(self):
+        """One eager forward pass on a probe batch, so shape mistakes fail here, clearly."""
+        try:
+            samples = self.generator(ops.zeros((2, self.latent_dim)))
+        except Exception as error:
+            raise ValueError(
+                f"`generator` could not be called on a noise batch of shape "
+                f"(2, {self.latent_dim}) (latent_dim={self.latent_dim}): {error}"
+            ) from error
+        try:
+            scores = self.discriminator(samples)
+        except Exception as error:
+            raise ValueError(
+                f"`discriminator` could not be called on the generator's output of shape "
+                f"{tuple(samples.shape)}: {error}"
+            ) from error
+        if tuple(scores.shape) != (2, 1):
+            raise ValueError(
+                "`discriminator` must return one score (a logit) per example, shape "
+                f"(batch, 1); on a batch of 2 it returned shape {tuple(scores.shape)}."
+            )
+
+    def call(self, noise, training=False):
+        return self.generator(noise, training=training)
+
+    def compile(self, d_optimizer=None, g_optimizer=None, loss="non_saturating", **kwargs):
+        """Configure training.
+
+        Args:
+            d_optimizer, g_optimizer: one optimizer per player (instances or names).
+            loss: `"non_saturating"` (the essay's loop: the generator minimises
+                -log D(G(z))) or `"minimax"` (Goodfellow's original log(1 - D(G(z))), which
+                saturates when the discriminator wins).
+            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
+                `jit_compile`, `run_eagerly`).
+        """
+        self.loss_name = losses.check(loss)
+        self.g_optimizer, self.d_optimizer = self._compile_players(
+            {
+                "g_optimizer": (g_optimizer, self.generator),
+                "d_optimizer": (d_optimizer, self.discriminator),
+            },
+            **kwargs,
+        )
+
+    def sample_latent(self, batch_size):
+        """The noise the generator is fed during training."""
+        return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
+
+    def duel_step(self, data):
+        real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        batch_size = ops.shape(real)[0]
+
+        # Round 1: the discriminator learns real from fake. The generated batch is a constant.
+        fake = ops.stop_gradient(self.generator(self.sample_latent(batch_size), training=True))
+
+        def discriminator_objective():
+            real_scores = self.discriminator(real, training=True)
+            fake_scores = self.discriminator(fake, training=True)
+            loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores)
+            return loss, (real_scores, fake_scores)
+
+        d_loss, (real_scores, fake_scores), _ = minimize(
+            discriminator_objective, self.discriminator.trainable_variables, self.d_optimizer
+        )
+
+        # Round 2: sparring. Gradients flow through the discriminator, only the generator moves.
+        noise = self.sample_latent(batch_size)
+
+        def generator_objective():
+            scores = self.discriminator(self.generator(noise, training=True), training=True)
+            return losses.generator_loss(self.loss_name, scores), ()
+
+        g_loss, _, _ = minimize(
+            generator_objective, self.generator.trainable_variables, self.g_optimizer
+        )
+
+        real_scores = ops.cast(real_scores, "float32")
+        fake_scores = ops.cast(fake_scores, "float32")
+        d_acc = 0.5 * (
+            ops.mean(ops.cast(real_scores > 0, "float32"))
+            + ops.mean(ops.cast(fake_scores < 0, "float32"))
+        )
+        return self._record(
+            d_loss=d_loss,
+            g_loss=g_loss,
+            d_acc=d_acc,
+            d_real=losses.readable_score(self.loss_name, real_scores),
+            d_fake=losses.readable_score(self.loss_name, fake_scores),
+        )
+
+    def generate(self, n, seed=None):
+        """`n` samples as a NumPy array; a given `seed` gives the same samples every time."""
+        noise = keras.random.normal(
+            (n, self.latent_dim), seed=self.seed_generator if seed is None else seed
+        )
+        return ops.convert_to_numpy(self.generator(noise, training=False))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            generator=keras.saving.serialize_keras_object(self.generator),
+            discriminator=keras.saving.serialize_keras_object(self.discriminator),
+            latent_dim=self.latent_dim,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("generator", "discriminator"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

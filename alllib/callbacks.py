@@ -73,3 +73,17 @@ class SampleGrid(keras.callbacks.Callback):
         with self._writer.as_default():
             tf.summary.image("samples", image, step=step)
         self._writer.flush()
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress bar over all epochs with the latest logs: compact for long notebook runs.
+
+    Use with `fit(..., verbose=0)`.
+    """
+
+    def on_train_begin(self, logs=None):
+        self._bar = keras.utils.Progbar(self.params["epochs"], interval=1.0, unit_name="epoch")
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = [(k, float(v)) for k, v in (logs or {}).items()]
+        self._bar.update(epoch + 1, values=values, finalize=epoch + 1 == self.params["epochs"])

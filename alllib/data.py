@@ -84,15 +84,17 @@ def _tfds(name, split):
             f"Offline alternatives: {OFFLINE_DATASETS}."
         ) from error
     try:  # already downloaded (or mocked in tests): no network needed
-        arrays = tfds.load(name, split=split, as_supervised=True, batch_size=-1, download=False)
+        dataset = tfds.load(name, split=split, as_supervised=True, download=False)
     except Exception:
         if not _online():
             raise DatasetUnavailable(
                 f"Dataset {name!r} is not downloaded and there is no network to fetch it. "
                 f"Use an offline dataset instead: {OFFLINE_DATASETS} (e.g. alllib.data.load('digits'))."
             ) from None
-        arrays = tfds.load(name, split=split, as_supervised=True, batch_size=-1)
-    x, y = tfds.as_numpy(arrays)
+        dataset = tfds.load(name, split=split, as_supervised=True)
+    batches = list(tfds.as_numpy(dataset.batch(10_000)))
+    x = np.concatenate([images for images, _ in batches])
+    y = np.concatenate([labels for _, labels in batches])
     return (x.astype("float32") / 127.5 - 1.0), y.astype("int32")
 
 

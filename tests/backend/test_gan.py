@@ -1,0 +1,194 @@
+"""alllib.GAN on the backend in KERAS_BACKEND (run once per backend by tests/test_backends.py)."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers, ops
+
+import alllib
+from alllib import data, losses, metrics, nets
+
+LATENT = 4
+
+
+def ring_batch(n=512, seed=0):
+    return data.load("ring", n=n, seed=seed)[0]
+
+
+def make_gan(seed=0, d_optimizer=None, g_optimizer=None, batchnorm=False, loss="non_saturating"):
+    keras.utils.set_random_seed(seed)
+    if batchnorm:
+        generator = keras.Sequential(
+            [keras.Input((LATENT,)), layers.Dense(16), layers.BatchNormalization(),
+             layers.ReLU(), layers.Dense(2)], name="generator")
+        discriminator = keras.Sequential(
+            [keras.Input((2,)), layers.Dense(16), layers.BatchNormalization(),
+             layers.ReLU(), layers.Dense(1)], name="discriminator")
+    else:
+        generator = nets.mlp_generator(LATENT, width=16)
+        discriminator = nets.mlp_discriminator(width=16)
+    gan = alllib.GAN(generator, discriminator, LATENT, seed=seed)
+    gan.compile(
+        d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
+        g_optimizer=g_optimizer or keras.optimizers.Adam(1e-3),
+        loss=loss,
+    )
+    return gan
+
+
+def weights(network):
+    return [np.array(w) for w in network.get_weights()]
+
+
+def changed(before, after):
+    return any(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+def test_discriminator_step_moves_only_the_discriminator():
+    # The generator's own optimizer cannot move it (lr 0), so any change to its weights would
+    # have to leak from the discriminator's update.
+    gan = make_gan(g_optimizer=keras.optimizers.SGD(0.0))
+    g0, d0 = weights(gan.generator), weights(gan.discriminator)
+    gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)
+    assert not changed(g0, weights(gan.generator))
+    assert changed(d0, weights(gan.discriminator))
+
+
+def test_generator_step_moves_only_the_generator():
+    # Same argument: the discriminator is frozen during the generator's step.
+    gan = make_gan(d_optimizer=keras.optimizers.SGD(0.0))
+    g0, d0 = weights(gan.generator), weights(gan.discriminator)
+    gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)
+    assert not changed(d0, weights(gan.discriminator))
+    assert changed(g0, weights(gan.generator))
+
+
+def test_both_optimizers_advance_their_own_state():
+    gan = make_gan()
+    x = ring_batch(512)
+    gan.fit(x, batch_size=64, epochs=2, verbose=0)  # 16 steps
+    gan.fit(x, batch_size=128, epochs=1, verbose=0)  # 4 more: state carries across fits
+    for optimizer in (gan.d_optimizer, gan.g_optimizer):
+        assert int(ops.convert_to_numpy(optimizer.iterations)) == 20
+        # Adam's moments must have moved too (on JAX they silently stay at zero when the
+        # optimizer's state is not threaded through the jitted step).
+        moments = [np.abs(ops.convert_to_numpy(v)).sum() for v in optimizer.variables[2:]]
+        assert all(m > 0 for m in moments), optimizer.name
+    assert int(ops.convert_to_numpy(gan.optimizer.iterations)) == 20
+
+
+def test_batchnorm_statistics_update():
+    gan = make_gan(batchnorm=True)
+    stats = lambda: [np.array(v) for v in gan.non_trainable_variables if "moving" in v.path]
+    before = stats()
+    assert len(before) == 4  # mean and variance, generator and discriminator
+    gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)
+    assert all(not np.allclose(b, a) for b, a in zip(before, stats()))
+
+
+def test_a_seed_makes_training_repeatable():
+    def train(seed):
+        gan = make_gan(seed=seed)
+        gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0, shuffle=True)
+        return weights(gan.generator) + weights(gan.discriminator)
+
+    first, again, other = train(1), train(1), train(2)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert changed(first, other)
+
+
+def test_logs_and_generate():
+    gan = make_gan()
+    history = gan.fit(ring_batch(), batch_size=64, epochs=2, verbose=0)
+    assert sorted(history.history) == ["d_acc", "d_fake", "d_loss", "d_real", "g_loss"]
+    for key in ("d_acc", "d_real", "d_fake"):
+        assert all(0.0 <= v <= 1.0 for v in history.history[key])
+    a, b = gan.generate(10, seed=3), gan.generate(10, seed=3)
+    assert a.shape == (10, 2) and np.array_equal(a, b)
+    assert not np.array_equal(gan.generate(10), gan.generate(10))  # own stream advances
+
+
+def test_accepts_labelled_tf_data():
+    tf = pytest.importorskip("tensorflow")
+    x, y = data.load("ring", n=256)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    gan = make_gan()
+    gan.fit(dataset, epochs=1, verbose=0)
+    assert int(ops.convert_to_numpy(gan.d_optimizer.iterations)) == 4
+
+
+def test_sample_grid_callback(tmp_path):
+    gan = make_gan()
+    monitor = alllib.callbacks.SampleGrid(num_samples=16, directory=str(tmp_path))
+    gan.fit(ring_batch(), batch_size=64, epochs=3, verbose=0, callbacks=[monitor])
+    assert [epoch for epoch, _ in monitor.snapshots] == [1, 2, 3]
+    assert all(s.shape == (16, 2) for _, s in monitor.snapshots)
+    assert not np.array_equal(monitor.snapshots[0][1], monitor.snapshots[-1][1])
+    assert len(list(tmp_path.glob("epoch_*.png"))) == 3
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("non_saturating", lambda s: np.mean(-np.log(1 / (1 + np.exp(-s))))),
+        ("minimax", lambda s: np.mean(np.log(1 - 1 / (1 + np.exp(-s))))),
+    ],
+)
+def test_generator_losses_match_their_formulas(name, expected):
+    scores = np.array([[-3.0], [-0.5], [0.0], [2.0]], dtype="float32")
+    got = float(ops.convert_to_numpy(losses.generator_loss(name, scores)))
+    assert got == pytest.approx(expected(scores.astype("float64")), rel=1e-5)
+    real = np.array([[1.0], [2.0]], dtype="float32")
+    d = float(ops.convert_to_numpy(losses.discriminator_loss(name, real, scores)))
+    # the mean binary cross-entropy of each half, averaged
+    p_real, p_fake = 1 / (1 + np.exp(-real.astype("float64"))), 1 / (1 + np.exp(-scores.astype("float64")))
+    assert d == pytest.approx(0.5 * (-np.log(p_real).mean() - np.log(1 - p_fake).mean()), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 0), "latent_dim"),
+        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 8), "generator"),
+        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(3), 4), "discriminator"),
+        (lambda: alllib.GAN(
+            nets.mlp_generator(4),
+            keras.Sequential([keras.Input((2,)), layers.Dense(2)]), 4), "one score"),
+        (lambda: alllib.GAN("generator", nets.mlp_discriminator(), 4), "keras.Model"),
+    ],
+)
+def test_bad_construction_is_explained(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+def test_bad_compile_is_explained():
+    gan = alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 4)
+    with pytest.raises(ValueError, match="Unknown adversarial loss 'wgan'"):
+        gan.compile(d_optimizer="adam", g_optimizer="adam", loss="wgan")
+    with pytest.raises(TypeError, match="d_optimizer"):
+        gan.compile(g_optimizer="adam")
+    shared = keras.optimizers.Adam()
+    with pytest.raises(ValueError, match="same optimizer instance"):
+        gan.compile(d_optimizer=shared, g_optimizer=shared)
+
+
+def test_ring_modes_are_covered():
+    """2500 steps of batch 256, non-saturating loss: >= 6 of 8 modes, >= 20% high quality."""
+    keras.utils.set_random_seed(0)
+    latent = 16
+    gan = alllib.GAN(nets.mlp_generator(latent), nets.mlp_discriminator(), latent, seed=0)
+    # 2e-3 decaying to 1e-4 over the run: coverage early, sharp modes late.
+    schedule = lambda: keras.optimizers.schedules.CosineDecay(2e-3, 2500, alpha=0.05)
+    gan.compile(
+        d_optimizer=keras.optimizers.Adam(schedule(), beta_1=0.5),
+        g_optimizer=keras.optimizers.Adam(schedule(), beta_1=0.5),
+    )
+    x, _ = data.load("ring", n=256 * 250, seed=0)
+    gan.fit(x, batch_size=256, epochs=10, verbose=0)
+    assert int(ops.convert_to_numpy(gan.g_optimizer.iterations)) == 2500
+    centres, std = data.mixture_modes("ring")
+    coverage = metrics.mode_coverage(gan.generate(2500, seed=1), centres, std)
+    print("ring coverage:", coverage)
+    assert coverage["modes"] >= 6 and coverage["high_quality"] >= 0.2, coverage

@@ -76,14 +76,24 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """One progress bar over all epochs with the latest logs: compact for long notebook runs.
+    """One progress bar over all epochs showing the latest epoch's logs; use with `verbose=0`.
 
-    Use with `fit(..., verbose=0)`.
+    Compact for long notebook runs, where Keras's own bar prints a line per epoch.
     """
 
+    def __init__(self, interval=10.0):
+        super().__init__()
+        self.interval = interval
+
     def on_train_begin(self, logs=None):
-        self._bar = keras.utils.Progbar(self.params["epochs"], interval=1.0, unit_name="epoch")
+        self._bar = None
 
     def on_epoch_end(self, epoch, logs=None):
-        values = [(k, float(v)) for k, v in (logs or {}).items()]
+        logs = logs or {}
+        if self._bar is None:  # the log keys are known only now
+            self._bar = keras.utils.Progbar(
+                self.params["epochs"], interval=self.interval, unit_name="epoch",
+                stateful_metrics=list(logs),
+            )
+        values = [(key, float(value)) for key, value in logs.items()]
         self._bar.update(epoch + 1, values=values, finalize=epoch + 1 == self.params["epochs"])

@@ -8,7 +8,7 @@ from backends import BACKENDS, run
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_suite(backend):
     output = run(
-        backend, ["-m", "pytest", "tests/backend", "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+        backend, ["-m", "pytest", "tests/backend", "-q", "-s", "-p", "no:cacheprovider", "-o", "addopts="],
         ALLLIB_BACKEND_SUITE="1",
     )
     print(output)  # shown with -s or on failure: the child's own test list

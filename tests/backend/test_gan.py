@@ -80,7 +80,7 @@ def test_both_optimizers_advance_their_own_state():
 
 def test_batchnorm_statistics_update():
     gan = make_gan(batchnorm=True)
-    stats = lambda: [np.array(v) for v in gan.non_trainable_variables if "moving" in v.path]
+    stats = lambda: [ops.convert_to_numpy(v) for v in gan.non_trainable_variables if "moving" in v.path]
     before = stats()
     assert len(before) == 4  # mean and variance, generator and discriminator
     gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)

@@ -1,0 +1,200 @@
+"""How fast is `alllib.GAN.fit`? Steps per second next to two hand-written versions of the round.
+
+The configuration is DCGAN-sized MNIST: 28x28x1 images, batch 256, latent 128, the networks of
+`alllib.nets.dcgan_generator` / `dcgan_discriminator` (width 64), Adam(2e-4, beta_1=0.5) for
+both players, non-saturating loss. Three sides, timed in the same process, interleaved:
+
+- alllib:      `alllib.GAN.fit` on the current Keras backend (KERAS_BACKEND).
+- jax.jit:     the same round written by hand as one `jax.jit` function: the same Keras networks
+               through `stateless_call`, Adam written out, noise from `jax.random`. The ceiling.
+               Only with KERAS_BACKEND=jax.
+- torch eager: the same networks in `torch.nn` and a plain eager loop: what a user would write
+               instead. Needs torch installed.
+
+Data is synthetic (speed does not depend on pixel values) and already in memory on the device
+each side uses. Each timed block ends with a device synchronisation, none inside it.
+
+    KERAS_BACKEND=jax python benchmarks/gan_step.py --steps 10 --repeats 3
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+import keras
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import alllib  # noqa: E402
+from alllib import nets  # noqa: E402
+
+SHAPE, BATCH, LATENT, LR, BETA_1 = (28, 28, 1), 256, 128, 2e-4, 0.5
+
+
+def alllib_side(steps, steps_per_execution, jit_compile):
+    keras.utils.set_random_seed(0)
+    gan = alllib.GAN(nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE), LATENT)
+    gan.compile(
+        d_optimizer=keras.optimizers.Adam(LR, beta_1=BETA_1),
+        g_optimizer=keras.optimizers.Adam(LR, beta_1=BETA_1),
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+    x = np.random.default_rng(0).uniform(-1, 1, (steps * BATCH, *SHAPE)).astype("float32")
+
+    def run():
+        gan.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+
+    return run
+
+
+def jax_side(steps):
+    import jax
+    import jax.numpy as jnp
+
+    keras.utils.set_random_seed(0)
+    generator, discriminator = nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE)
+    softplus = jax.nn.softplus
+
+    def adam(params, grads, state):
+        m, v, t = state
+        t = t + 1
+        m = [BETA_1 * a + (1 - BETA_1) * g for a, g in zip(m, grads)]
+        v = [0.999 * a + 0.001 * g * g for a, g in zip(v, grads)]
+        scale = LR * jnp.sqrt(1 - 0.999**t) / (1 - BETA_1**t)
+        params = [p - scale * a / (jnp.sqrt(b) + 1e-7) for p, a, b in zip(params, m, v)]
+        return params, (m, v, t)
+
+    def d_loss(d_params, d_state, real, fake):
+        r, d_state = discriminator.stateless_call(d_params, d_state, real, training=True)
+        f, d_state = discriminator.stateless_call(d_params, d_state, fake, training=True)
+        return 0.5 * (softplus(-r).mean() + softplus(f).mean()), d_state
+
+    def g_loss(g_params, g_state, d_params, d_state, z):
+        images, g_state = generator.stateless_call(g_params, g_state, z, training=True)
+        scores, d_state = discriminator.stateless_call(d_params, d_state, images, training=True)
+        return softplus(-scores).mean(), (g_state, d_state)
+
+    @jax.jit
+    def step(state, real):
+        g_p, g_s, d_p, d_s, g_opt, d_opt, key = state
+        key, k1, k2 = jax.random.split(key, 3)
+        fake, g_s = generator.stateless_call(
+            g_p, g_s, jax.random.normal(k1, (BATCH, LATENT)), training=True
+        )
+        (dl, d_s), grads = jax.value_and_grad(d_loss, has_aux=True)(
+            d_p, d_s, real, jax.lax.stop_gradient(fake)
+        )
+        d_p, d_opt = adam(d_p, grads, d_opt)
+        (gl, (g_s, d_s)), grads = jax.value_and_grad(g_loss, has_aux=True)(
+            g_p, g_s, d_p, d_s, jax.random.normal(k2, (BATCH, LATENT))
+        )
+        g_p, g_opt = adam(g_p, grads, g_opt)
+        return (g_p, g_s, d_p, d_s, g_opt, d_opt, key), (dl, gl)
+
+    values = lambda vs: [v.value for v in vs]
+    zeros = lambda ps: ([jnp.zeros_like(p) for p in ps], [jnp.zeros_like(p) for p in ps], 0)
+    g_p, d_p = values(generator.trainable_variables), values(discriminator.trainable_variables)
+    state = [
+        g_p, values(generator.non_trainable_variables),
+        d_p, values(discriminator.non_trainable_variables),
+        zeros(g_p), zeros(d_p), jax.random.PRNGKey(0),
+    ]
+    data = jax.device_put(
+        np.random.default_rng(0).uniform(-1, 1, (steps, BATCH, *SHAPE)).astype("float32")
+    )
+
+    def run():
+        nonlocal state
+        for i in range(steps):
+            state, losses = step(state, data[i])
+        jax.block_until_ready(losses)
+
+    return run
+
+
+def torch_side(steps):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    width = 64
+    generator = nn.Sequential(
+        nn.Linear(LATENT, 7 * 7 * 2 * width, bias=False), nn.BatchNorm1d(7 * 7 * 2 * width),
+        nn.ReLU(), nn.Unflatten(1, (2 * width, 7, 7)),
+        nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.ConvTranspose2d(width, 1, 4, 2, 1), nn.Tanh(),
+    ).to(device)
+    discriminator = nn.Sequential(
+        nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(2 * width * 7 * 7, 1),
+    ).to(device)
+    adam = lambda net: torch.optim.Adam(net.parameters(), LR, betas=(BETA_1, 0.999), eps=1e-7)
+    g_opt, d_opt = adam(generator), adam(discriminator)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    data = torch.rand(steps, BATCH, 1, 28, 28, device=device) * 2 - 1
+    ones = torch.ones(BATCH, 1, device=device)
+    zeros = torch.zeros(BATCH, 1, device=device)
+
+    def run():
+        for i in range(steps):
+            fake = generator(torch.randn(BATCH, LATENT, device=device)).detach()
+            d_loss = 0.5 * (bce(discriminator(data[i]), ones) + bce(discriminator(fake), zeros))
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            scores = discriminator(generator(torch.randn(BATCH, LATENT, device=device)))
+            g_loss = bce(scores, ones)
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()  # also fills the discriminator's grads; cleared before its step
+            g_opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed blocks per side")
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
+    args = parser.parse_args()
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+
+    backend = keras.backend.backend()
+    sides = {f"alllib ({backend})": alllib_side(args.steps, args.steps_per_execution, jit)}
+    if backend == "jax":
+        sides["jax.jit by hand"] = jax_side(args.steps)
+    try:
+        sides["torch eager"] = torch_side(args.steps)
+    except ImportError:
+        print("torch is not installed: no eager PyTorch side")
+
+    for run in sides.values():  # compile and warm up
+        run()
+    times = {name: [] for name in sides}
+    for _ in range(args.repeats):
+        for name, run in sides.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+
+    rate = {name: args.steps / statistics.median(t) for name, t in times.items()}
+    ours = rate[f"alllib ({backend})"]
+    print(f"\nbackend {backend}, batch {BATCH}, {args.steps} steps x {args.repeats} repeats, "
+          f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit}")
+    for name, r in rate.items():
+        print(f"  {name:<18} {r:8.2f} steps/s   alllib / this = {ours / r:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

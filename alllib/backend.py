@@ -13,9 +13,9 @@ a single `train_step` signature. Everything else in alllib is written once with 
 """
 
 import keras
-from keras.src.backend.common.stateless_scope import get_stateless_scope
 
 BACKEND = keras.backend.backend()
+_train_scopes = []  # JAX: the StatelessScope of the train step being traced, innermost last
 
 
 def minimize(loss_fn, variables, optimizer):
@@ -78,7 +78,7 @@ class _GradScope(keras.StatelessScope):
 def _jax_value_and_grad(loss_fn, variables):
     import jax
 
-    parent = get_stateless_scope()
+    parent = _train_scopes[-1] if _train_scopes else None
     if parent is None:
         raise RuntimeError(
             "alllib.backend.minimize must run inside a train step on the JAX backend "
@@ -116,7 +116,11 @@ def run_train_step(model, step_fn, args):
     )
     mapping = [(v, value) for vs, values in zip(groups, state) for v, value in zip(vs, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        logs = step_fn(data)
+        _train_scopes.append(scope)
+        try:
+            logs = step_fn(data)
+        finally:
+            _train_scopes.pop()
     new_state = tuple(
         [_or(scope.get_current_value(v), value) for v, value in zip(vs, values)]
         for vs, values in zip(groups, state)

@@ -1,5 +1,7 @@
 """alllib.GAN on the backend in KERAS_BACKEND (run once per backend by tests/test_backends.py)."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -28,7 +30,7 @@ def make_gan(seed=0, d_optimizer=None, g_optimizer=None, batchnorm=False, loss="
     else:
         generator = nets.mlp_generator(LATENT, width=16)
         discriminator = nets.mlp_discriminator(width=16)
-    gan = alllib.GAN(generator, discriminator, LATENT, seed=seed)
+    gan = alllib.GAN(generator, discriminator, LATENT)  # its noise seed comes from set_random_seed
     gan.compile(
         d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
         g_optimizer=g_optimizer or keras.optimizers.Adam(1e-3),
@@ -119,13 +121,19 @@ def test_accepts_labelled_tf_data():
 
 
 def test_sample_grid_callback(tmp_path):
+    with_tensorboard = all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard"))
     gan = make_gan()
-    monitor = alllib.callbacks.SampleGrid(num_samples=16, directory=str(tmp_path))
+    monitor = alllib.callbacks.SampleGrid(
+        num_samples=16, directory=str(tmp_path / "png"),
+        log_dir=str(tmp_path / "tb") if with_tensorboard else None,
+    )
     gan.fit(ring_batch(), batch_size=64, epochs=3, verbose=0, callbacks=[monitor])
     assert [epoch for epoch, _ in monitor.snapshots] == [1, 2, 3]
     assert all(s.shape == (16, 2) for _, s in monitor.snapshots)
     assert not np.array_equal(monitor.snapshots[0][1], monitor.snapshots[-1][1])
-    assert len(list(tmp_path.glob("epoch_*.png"))) == 3
+    assert len(list((tmp_path / "png").glob("epoch_*.png"))) == 3
+    if with_tensorboard:
+        assert list((tmp_path / "tb" / "samples").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.parametrize(

@@ -47,23 +47,16 @@ def changed(before, after):
     return any(not np.array_equal(b, a) for b, a in zip(before, after))
 
 
-def test_discriminator_step_moves_only_the_discriminator():
-    # The generator's own optimizer cannot move it (lr 0), so any change to its weights would
-    # have to leak from the discriminator's update.
-    gan = make_gan(g_optimizer=keras.optimizers.SGD(0.0))
-    g0, d0 = weights(gan.generator), weights(gan.discriminator)
+@pytest.mark.parametrize("still", ["generator", "discriminator"])
+def test_each_step_moves_only_its_own_player(still):
+    # The still player's own optimizer cannot move it (learning rate 0), so any change to its
+    # weights would have to leak from the other player's step.
+    moving = "discriminator" if still == "generator" else "generator"
+    gan = make_gan(**{f"{still[0]}_optimizer": keras.optimizers.SGD(0.0)})
+    before = {name: weights(getattr(gan, name)) for name in (still, moving)}
     gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)
-    assert not changed(g0, weights(gan.generator))
-    assert changed(d0, weights(gan.discriminator))
-
-
-def test_generator_step_moves_only_the_generator():
-    # Same argument: the discriminator is frozen during the generator's step.
-    gan = make_gan(d_optimizer=keras.optimizers.SGD(0.0))
-    g0, d0 = weights(gan.generator), weights(gan.discriminator)
-    gan.fit(ring_batch(), batch_size=64, epochs=1, verbose=0)
-    assert not changed(d0, weights(gan.discriminator))
-    assert changed(g0, weights(gan.generator))
+    assert not changed(before[still], weights(getattr(gan, still)))
+    assert changed(before[moving], weights(getattr(gan, moving)))
 
 
 def test_both_optimizers_advance_their_own_state():

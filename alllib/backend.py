@@ -36,25 +36,16 @@ def minimize(loss_fn, variables, optimizer):
         import torch
 
         loss, aux = loss_fn()
-        grads = torch.autograd.grad(
-            loss, [v.value for v in variables], allow_unused=True
-        )
-        grads = [
-            keras.ops.zeros_like(v.value) if g is None else g
-            for g, v in zip(grads, variables)
-        ]
+        grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
+        grads = [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
+        with torch.no_grad():
+            optimizer.apply(grads, variables)
+        return loss, aux, grads
     elif BACKEND == "jax":
         loss, aux, grads = _jax_value_and_grad(loss_fn, variables)
     else:
         raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
-
-    if BACKEND == "torch":
-        import torch
-
-        with torch.no_grad():
-            optimizer.apply(grads, variables)
-    else:
-        optimizer.apply(grads, variables)
+    optimizer.apply(grads, variables)
     return loss, aux, grads
 
 

@@ -2,8 +2,10 @@
 
 import os
 
-from alllib import callbacks, data, metrics, nets, plots
+from alllib import callbacks, data, losses, metrics, nets, plots
 from alllib.gan import GAN
+from alllib.label_learner import AdversarialLabelLearner
+from alllib.targets import SoftTargets
 
 
 def fast_mode():

@@ -4,10 +4,11 @@ Two-player models need two things Keras does not give a custom `train_step` for 
 backend: "differentiate this loss with respect to these variables and step this optimizer", and
 a single `train_step` signature. Everything else in alllib is written once with `keras.ops`.
 
-- `minimize(loss_fn, variables, optimizer)` runs `loss_fn()`, takes the gradient of its loss with
-  respect to `variables` only, and applies it with `optimizer`.
-- `run_train_step(model, step_fn, args)` adapts `step_fn(data) -> logs` to the backend's
-  `train_step`: on TensorFlow and PyTorch it is called directly; on JAX, whose trainer passes the
+- `gradients(loss_fn, variables)` runs `loss_fn()` and takes the gradient of its loss with
+  respect to `variables` only; `minimize(loss_fn, variables, optimizer)` also applies it.
+- `input_gradient(score_fn, points)`: a differentiable input gradient, for gradient penalties.
+- `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
+  the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on JAX, whose trainer passes the
   whole model state in and expects it back, the step runs inside a `keras.StatelessScope` that maps
   every variable to its incoming value, and the new state is read back from that scope.
 """
@@ -15,15 +16,14 @@ a single `train_step` signature. Everything else in alllib is written once with 
 import keras
 
 BACKEND = keras.backend.backend()
-_train_scopes = []  # JAX: the StatelessScope of the train step being traced, innermost last
+_train_scopes = []  # JAX: the StatelessScope of the step being traced, innermost last
 
 
-def minimize(loss_fn, variables, optimizer):
-    """Apply one `optimizer` step to `variables` on the loss returned by `loss_fn`.
+def gradients(loss_fn, variables):
+    """Run `loss_fn()`, which returns `(loss, aux)`, and differentiate the loss.
 
-    `loss_fn()` takes no argument and returns `(loss, aux)`; it reads variables the ordinary
-    Keras way. Returns `(loss, aux, grads)`. Variables other than `variables` (the opponent's
-    weights) are never updated, whatever the loss depends on.
+    Returns `(loss, aux, grads)`, the gradients with respect to `variables` only. `loss_fn`
+    reads variables the ordinary Keras way.
     """
     variables = list(variables)
     if BACKEND == "tensorflow":
@@ -31,22 +31,58 @@ def minimize(loss_fn, variables, optimizer):
 
         with tf.GradientTape() as tape:
             loss, aux = loss_fn()
-        grads = tape.gradient(loss, variables)
-    elif BACKEND == "torch":
+        return loss, aux, tape.gradient(loss, variables)
+    if BACKEND == "torch":
         import torch
 
         loss, aux = loss_fn()
         grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
         grads = [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
+        return loss, aux, grads
+    if BACKEND == "jax":
+        return _jax_value_and_grad(loss_fn, variables)
+    raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
+
+
+def minimize(loss_fn, variables, optimizer):
+    """Apply one `optimizer` step to `variables` on the loss returned by `loss_fn`.
+
+    Returns `(loss, aux, grads)` like `gradients`. Variables other than `variables` (the
+    opponent's weights) are never updated, whatever the loss depends on.
+    """
+    variables = list(variables)
+    loss, aux, grads = gradients(loss_fn, variables)
+    if BACKEND == "torch":
+        import torch
+
         with torch.no_grad():
             optimizer.apply(grads, variables)
-        return loss, aux, grads
-    elif BACKEND == "jax":
-        loss, aux, grads = _jax_value_and_grad(loss_fn, variables)
     else:
-        raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
-    optimizer.apply(grads, variables)
+        optimizer.apply(grads, variables)
     return loss, aux, grads
+
+
+def input_gradient(score_fn, points):
+    """The gradient of `sum(score_fn(points))` with respect to `points`, itself differentiable
+    with respect to the weights `score_fn` reads (for gradient penalties)."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            scores = score_fn(points)
+        return tape.gradient(scores, points)
+    if BACKEND == "torch":
+        import torch
+
+        points = points.detach().requires_grad_(True)
+        scores = score_fn(points)
+        return torch.autograd.grad(scores.sum(), points, create_graph=True)[0]
+    if BACKEND == "jax":
+        import jax
+
+        return jax.grad(lambda p: keras.ops.sum(score_fn(p)))(points)
+    raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
 
 
 class _GradScope(keras.StatelessScope):
@@ -63,18 +99,17 @@ class _GradScope(keras.StatelessScope):
 
     def get_current_value(self, variable):
         value = super().get_current_value(variable)
-        return self.parent.get_current_value(variable) if value is None else value
+        if value is None and self.parent is not None:
+            value = self.parent.get_current_value(variable)
+        return value
 
 
 def _jax_value_and_grad(loss_fn, variables):
     import jax
 
+    # Inside a train step, variables resolve through its scope; outside one (an eager
+    # diagnostic), through their own values.
     parent = _train_scopes[-1] if _train_scopes else None
-    if parent is None:
-        raise RuntimeError(
-            "alllib.backend.minimize must run inside a train step on the JAX backend "
-            "(use model.fit or model.train_on_batch)."
-        )
     differentiated = {id(v) for v in variables}
     written = []  # the variables loss_fn assigned (BatchNorm statistics, seed state)
 
@@ -85,7 +120,10 @@ def _jax_value_and_grad(loss_fn, variables):
         written[:] = [variable for variable, _ in writes]
         return loss, (aux, [value for _, value in writes])
 
-    values = [parent.get_current_value(v) for v in variables]
+    if parent is None:
+        values = [v.value for v in variables]
+    else:
+        values = [parent.get_current_value(v) for v in variables]
     (loss, (aux, new_values)), grads = jax.value_and_grad(loss_of, has_aux=True)(values)
     for variable, value in zip(written, new_values):
         variable.assign(value)  # recorded in the train step's scope
@@ -94,17 +132,33 @@ def _jax_value_and_grad(loss_fn, variables):
 
 def run_train_step(model, step_fn, args):
     """Call `step_fn(data)` as `model.train_step(*args)` would be called on this backend."""
+    return _run_step(
+        args,
+        step_fn,
+        (
+            model.trainable_variables,
+            model.non_trainable_variables,
+            model.optimizer.variables,
+            model.metrics_variables,
+        ),
+    )
+
+
+def run_test_step(model, step_fn, args):
+    """Call `step_fn(data)` as `model.test_step(*args)` would be called on this backend."""
+    return _run_step(
+        args,
+        step_fn,
+        (model.trainable_variables, model.non_trainable_variables, model.metrics_variables),
+    )
+
+
+def _run_step(args, step_fn, groups):
     if BACKEND != "jax":
         (data,) = args
         return step_fn(data)
 
     state, data = args
-    groups = (
-        model.trainable_variables,
-        model.non_trainable_variables,
-        model.optimizer.variables,
-        model.metrics_variables,
-    )
     mapping = [(v, value) for vs, values in zip(groups, state) for v, value in zip(vs, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
         _train_scopes.append(scope)

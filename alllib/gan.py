@@ -72,18 +72,31 @@ class GAN(TwoPlayerModel):
     def call(self, noise, training=False):
         return self.generator(noise, training=training)
 
-    def compile(self, d_optimizer=None, g_optimizer=None, loss="non_saturating", **kwargs):
+    def compile(
+        self,
+        d_optimizer=None,
+        g_optimizer=None,
+        loss="non_saturating",
+        penalty=None,
+        penalty_weight=10.0,
+        d_steps=1,
+        **kwargs,
+    ):
         """Configure training.
 
         Args:
             d_optimizer, g_optimizer: one optimizer per player (instances or names).
-            loss: `"non_saturating"` (the essay's loop: the generator minimises
-                -log D(G(z))) or `"minimax"` (Goodfellow's original log(1 - D(G(z))), which
-                saturates when the discriminator wins).
+            loss: a name in `alllib.losses.LOSSES`: `"non_saturating"` (the essay's loop: the
+                generator minimises -log D(G(z))), `"minimax"` (Goodfellow's original
+                log(1 - D(G(z))), which saturates when the discriminator wins),
+                `"wasserstein"`, `"hinge"` or `"least_squares"`.
+            penalty: None, `"r1"` or `"gradient_penalty"` (see `alllib.losses.penalty`),
+                added to the discriminator's loss with weight `penalty_weight`.
+            d_steps: discriminator updates per generator update.
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `jit_compile`, `run_eagerly`).
         """
-        self.loss_name = losses.check(loss)
+        self._configure_duel(loss, penalty, penalty_weight, d_steps)
         self.g_optimizer, self.d_optimizer = self._compile_players(
             {
                 "g_optimizer": (g_optimizer, self.generator),
@@ -101,17 +114,15 @@ class GAN(TwoPlayerModel):
         batch_size = ops.shape(real)[0]
 
         # Round 1: the discriminator learns real from fake. The generated batch is a constant.
-        fake = ops.stop_gradient(self.generator(self.sample_latent(batch_size), training=True))
-
-        def discriminator_objective():
-            real_scores = self.discriminator(real, training=True)
-            fake_scores = self.discriminator(fake, training=True)
-            loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores)
-            return loss, (real_scores, fake_scores)
-
-        d_loss, (real_scores, fake_scores), _ = minimize(
-            discriminator_objective, self.discriminator.trainable_variables, self.d_optimizer
-        )
+        for _ in range(self.d_steps):
+            fake = ops.stop_gradient(
+                self.generator(self.sample_latent(batch_size), training=True)
+            )
+            d_loss, (real_scores, fake_scores), _ = minimize(
+                lambda: self._discriminator_objective(self.discriminator, real, fake),
+                self.discriminator.trainable_variables,
+                self.d_optimizer,
+            )
 
         # Round 2: sparring. Gradients flow through the discriminator, only the generator moves.
         noise = self.sample_latent(batch_size)
@@ -124,16 +135,10 @@ class GAN(TwoPlayerModel):
             generator_objective, self.generator.trainable_variables, self.g_optimizer
         )
 
-        real_scores = ops.cast(real_scores, "float32")
-        fake_scores = ops.cast(fake_scores, "float32")
-        d_acc = 0.5 * (
-            ops.mean(ops.cast(real_scores > 0, "float32"))
-            + ops.mean(ops.cast(fake_scores < 0, "float32"))
-        )
         return self._record(
             d_loss=d_loss,
             g_loss=g_loss,
-            d_acc=d_acc,
+            d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
             d_real=losses.readable_score(self.loss_name, real_scores),
             d_fake=losses.readable_score(self.loss_name, fake_scores),
         )

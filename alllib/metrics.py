@@ -1,6 +1,13 @@
-"""Measurements used across the course."""
+"""Measurements used across the course: mode coverage for generators, accuracy, likelihood and
+calibration for classifiers. NumPy functions for analysis, plus `CalibrationError`, the same ECE as
+a Keras metric that `evaluate` accumulates over a whole dataset."""
 
+import keras
 import numpy as np
+from keras import ops
+from scipy.optimize import linear_sum_assignment
+
+ECE_BINS = 15
 
 
 def mode_coverage(samples, centres, std):
@@ -27,3 +34,95 @@ def mode_coverage(samples, centres, std):
         "high_quality": float(good.mean()) if len(good) else 0.0,
         "per_mode": per_mode,
     }
+
+
+def _check_probs(probs, labels):
+    probs = np.asarray(probs, dtype="float64")
+    labels = np.asarray(labels).reshape(-1)
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(
+            f"`probs` must have shape (n, num_classes) with n = len(labels) = {len(labels)}; "
+            f"received {probs.shape}."
+        )
+    return probs, labels.astype("int64")
+
+
+def accuracy(probs, labels):
+    probs, labels = _check_probs(probs, labels)
+    return float((probs.argmax(1) == labels).mean())
+
+
+def nll(probs, labels, eps=1e-7):
+    """Mean negative log-likelihood of the true class (probabilities clipped at `eps`)."""
+    probs, labels = _check_probs(probs, labels)
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1.0)).mean())
+
+
+def calibration_bins(probs, labels, bins=ECE_BINS):
+    """Per confidence bin (lo, hi] of equal width: example count, summed confidence and
+    summed correctness. Sums, not means, so batches can be added up."""
+    probs, labels = _check_probs(probs, labels)
+    confidence = probs.max(1)
+    correct = (probs.argmax(1) == labels).astype("float64")
+    index = np.clip(np.ceil(confidence * bins).astype("int64") - 1, 0, bins - 1)
+    return (
+        np.bincount(index, minlength=bins).astype("float64"),
+        np.bincount(index, confidence, minlength=bins),
+        np.bincount(index, correct, minlength=bins),
+    )
+
+
+def expected_calibration_error(probs, labels, bins=ECE_BINS):
+    """ECE: the count-weighted mean gap between confidence and accuracy over the bins."""
+    count, confidence, correct = calibration_bins(probs, labels, bins)
+    return float(np.abs(correct - confidence).sum() / max(count.sum(), 1.0))
+
+
+def matched_accuracy(predicted, labels, num_classes):
+    """Accuracy after relabelling predicted classes by the best one-to-one matching to the true
+    classes (the Hungarian algorithm): what a clustering with the wrong names would score."""
+    predicted = np.asarray(predicted).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (predicted, labels), 1)
+    rows, cols = linear_sum_assignment(-counts)
+    return float(counts[rows, cols].sum() / len(labels))
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class CalibrationError(keras.metrics.Metric):
+    """Expected calibration error over everything seen since the last reset.
+
+    It keeps the per-bin sums (count, confidence, correctness) in variables, so the result over
+    a dataset evaluated in batches is the ECE of the whole set, not a mean of per-batch ECEs.
+    `update_state(labels, probs)` takes integer labels and probability vectors.
+    """
+
+    def __init__(self, bins=ECE_BINS, name="ece", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.bins = bins
+        self.sums = [
+            self.add_variable((bins,), initializer="zeros", name=part)
+            for part in ("count", "confidence", "correct")
+        ]
+
+    def update_state(self, labels, probs, sample_weight=None):
+        probs = ops.cast(probs, "float32")
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        confidence = ops.max(probs, axis=-1)
+        correct = ops.cast(ops.argmax(probs, axis=-1) == labels, "float32")
+        index = ops.clip(ops.cast(ops.ceil(confidence * self.bins), "int32") - 1, 0, self.bins - 1)
+        in_bin = ops.one_hot(index, self.bins, dtype="float32")
+        for variable, values in zip(self.sums, (1.0, confidence, correct)):
+            variable.assign_add(ops.sum(in_bin * ops.reshape(values, (-1, 1)), axis=0))
+
+    def result(self):
+        count, confidence, correct = self.sums
+        return ops.sum(ops.abs(correct - confidence)) / ops.maximum(ops.sum(count), 1.0)
+
+    def reset_state(self):
+        for variable in self.sums:
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins}

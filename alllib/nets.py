@@ -1,7 +1,8 @@
-"""Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images."""
+"""Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors
+and label-vector discriminators for adversarial label learning, and `SpectralDense`."""
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 
 def mlp_generator(latent_dim, output_dim=2, width=128, depth=2, name="generator"):
@@ -49,3 +50,90 @@ def dcgan_discriminator(image_shape=(28, 28, 1), width=64, name="discriminator")
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Flatten()(x)
     return keras.Model(inputs, layers.Dense(1)(x), name=name)
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class SpectralDense(layers.Layer):
+    """A dense layer whose kernel is divided by its largest singular value (Miyato et al. 2018).
+
+    The kernel variable keeps the raw weights and the division happens in `call`, so the
+    normalisation is part of the differentiated function on every backend. (Keras's
+    `SpectralNormalization` instead writes the normalised kernel back into the trainable
+    variable during training, a write that a JAX stateless step treats differently.) The power
+    iteration's vector `u` is a non-trainable variable, updated once per training call.
+    """
+
+    def __init__(self, units, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight((input_shape[-1], self.units), "glorot_uniform", name="kernel")
+        self.bias = self.add_weight((self.units,), "zeros", name="bias")
+        self.u = self.add_weight(
+            (1, self.units), keras.initializers.RandomNormal(), name="u", trainable=False
+        )
+
+    def call(self, inputs, training=False):
+        kernel = ops.cast(self.kernel, "float32")
+        u = ops.cast(self.u, "float32")
+        v = _unit(ops.matmul(u, ops.transpose(kernel)))
+        u = ops.stop_gradient(_unit(ops.matmul(v, kernel)))
+        v = ops.stop_gradient(v)
+        sigma = ops.sum(ops.matmul(v, kernel) * u)
+        if training:
+            self.u.assign(ops.cast(u, self.u.dtype))
+        outputs = ops.matmul(inputs, ops.cast(self.kernel / sigma, inputs.dtype)) + self.bias
+        return self.activation(outputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, activation=keras.activations.serialize(self.activation))
+        return config
+
+
+def _unit(x):
+    return x / ops.sqrt(ops.sum(ops.square(x)) + 1e-12)
+
+
+def mlp_predictor(input_shape, num_classes, width=128, depth=2, name="predictor"):
+    """Input (any shape, flattened) -> class probabilities (softmax)."""
+    x = inputs = keras.Input(input_shape)
+    x = layers.Flatten()(x)
+    for _ in range(depth):
+        x = layers.Dense(width, activation="relu")(x)
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
+
+
+def conv_predictor(input_shape, num_classes, width=32, name="predictor"):
+    """Image (MNIST- or CIFAR-sized) -> class probabilities: two conv blocks, global pooling."""
+    x = inputs = keras.Input(input_shape)
+    for filters in (width, 2 * width):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
+
+
+def label_discriminator(
+    num_classes, input_shape=None, width=64, depth=2, spectral_norm=False, name="discriminator"
+):
+    """Label vector -> one logit: is this a (softened) true label or a prediction?
+
+    With `input_shape` the discriminator is conditional: it is called on `[x, label_vector]`,
+    embeds the flattened input with one dense layer and judges the pair. `spectral_norm` swaps
+    every dense layer for `SpectralDense`.
+    """
+    dense = SpectralDense if spectral_norm else layers.Dense
+    labels = keras.Input((num_classes,))
+    x = labels
+    if input_shape is not None:
+        features = keras.Input(input_shape)
+        embedded = dense(width, activation="relu")(layers.Flatten()(features))
+        x = layers.Concatenate()([embedded, labels])
+    for _ in range(depth):
+        x = dense(width, activation="relu")(x)
+    inputs = labels if input_shape is None else [features, labels]
+    return keras.Model(inputs, dense(1)(x), name=name)

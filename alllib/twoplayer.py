@@ -7,8 +7,9 @@ becomes the compiled optimizer, while each player's update calls its own optimiz
 """
 
 import keras
+from keras import ops
 
-from alllib import backend
+from alllib import backend, losses
 
 
 class TwoPlayerModel(keras.Model):
@@ -23,6 +24,34 @@ class TwoPlayerModel(keras.Model):
     @property
     def metrics(self):
         return self._trackers
+
+    def _configure_duel(self, loss, penalty, penalty_weight, d_steps):
+        """Validate and store the game's settings shared by every two-player model."""
+        self.loss_name = losses.check(loss)
+        self.penalty, self.penalty_weight = losses.check_penalty(penalty, penalty_weight)
+        if not isinstance(d_steps, int) or isinstance(d_steps, bool) or d_steps < 1:
+            raise ValueError(f"`d_steps` must be a positive integer; received {d_steps!r}.")
+        self.d_steps = d_steps
+
+    def _discriminator_objective(self, score_fn, real, fake):
+        """The discriminator's loss (plus its penalty) on a real and a generated batch.
+
+        `score_fn(inputs, training)` calls the discriminator. Returns `(loss, (real_scores,
+        fake_scores))`, the form `backend.minimize` expects. The penalty's extra forward pass
+        runs in inference mode, so it never updates layer state.
+        """
+        real_scores = score_fn(real, training=True)
+        fake_scores = score_fn(fake, training=True)
+        loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores)
+        if self.penalty is not None and self.penalty_weight > 0:
+            loss = loss + self.penalty_weight * losses.penalty(
+                self.penalty,
+                lambda points: score_fn(points, training=False),
+                real,
+                fake,
+                seed=self.seed_generator,
+            )
+        return loss, (real_scores, fake_scores)
 
     def _compile_players(self, players, **kwargs):
         """Compile with one optimizer per player.
@@ -69,8 +98,16 @@ class TwoPlayerModel(keras.Model):
         self.optimizer.iterations.assign_add(1)  # counts rounds, for callbacks
         return logs
 
+    def _metric(self, name):
+        return self._trackers[self.metric_names.index(name)]
+
     def _record(self, **values):
-        """Update the running means named like the logs and return the logs."""
-        for tracker in self._trackers:
-            tracker.update_state(values[tracker.name])
-        return {tracker.name: tracker.result() for tracker in self._trackers}
+        """Update the running means named like the given logs and return those logs."""
+        for name, value in values.items():
+            self._metric(name).update_state(value)
+        return {name: self._metric(name).result() for name in values}
+
+
+def global_norm(grads):
+    """The L2 norm of a list of gradient tensors taken together."""
+    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))

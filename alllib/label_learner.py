@@ -1,0 +1,343 @@
+"""`AdversarialLabelLearner`: the essay's idea as a Keras model.
+
+A predictor maps inputs to class-probability vectors. A discriminator looks at a label vector
+and says whether it is a real (softened, randomized) ground-truth label or a prediction. One
+`train_step` is one round:
+1. the discriminator trains on real targets (label real) against the predictor's current
+   outputs (label fake);
+2. the predictor trains through the discriminator, whose weights are not touched, to make its
+   outputs pass as real, plus `ce_weight` times the ordinary cross-entropy (the hybrid).
+
+With `conditional=False` (the essay's version) the discriminator sees the label vector alone;
+with `conditional=True` it sees the pair `[x, label_vector]` and can tell which class is right.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from alllib import losses
+from alllib.backend import gradients, minimize, run_test_step
+from alllib.metrics import CalibrationError
+from alllib.targets import SoftTargets
+from alllib.twoplayer import TwoPlayerModel, global_norm
+
+_PROB_TOLERANCE = 1e-3
+
+
+def cross_entropy(one_hot, probs, eps=1e-7):
+    """Per-example cross-entropy from probabilities, clipped at `eps` so log(0) never occurs."""
+    return -ops.sum(one_hot * ops.log(ops.clip(probs, eps, 1.0)), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class AdversarialLabelLearner(TwoPlayerModel):
+    """A predictor trained against a discriminator that judges label vectors.
+
+    Args:
+        predictor: a Keras model mapping inputs to probabilities, `(batch, num_classes)`.
+        discriminator: a Keras model returning one score per example, `(batch, 1)`, called on
+            the label vector (`conditional=False`) or on `[x, label_vector]` (`conditional=True`).
+        num_classes: number of classes K; labels are integers in [0, K).
+        conditional: whether the discriminator also sees the input.
+        targets: an `alllib.SoftTargets`, how real label vectors are drawn (default: smoothing
+            0.1 with Dirichlet noise of concentration 50).
+        ce_weight: weight of the cross-entropy term in the predictor's loss; 0 is pure
+            adversarial learning.
+        seed: seed of the model's own random stream (targets, penalty interpolation).
+    """
+
+    metric_names = ("d_loss", "p_loss", "d_acc", "accuracy", "d_grad_norm", "p_grad_norm")
+
+    def __init__(
+        self,
+        predictor,
+        discriminator,
+        num_classes,
+        conditional=False,
+        targets=None,
+        ce_weight=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for arg, network in (("predictor", predictor), ("discriminator", discriminator)):
+            if not isinstance(network, keras.Model):
+                raise TypeError(
+                    f"`{arg}` must be a keras.Model; received {type(network).__name__}."
+                )
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2; received {num_classes!r}.")
+        if not isinstance(conditional, bool):
+            raise TypeError(f"`conditional` must be True or False; received {conditional!r}.")
+        targets = SoftTargets() if targets is None else targets
+        if not isinstance(targets, SoftTargets):
+            raise TypeError(
+                f"`targets` must be an alllib.SoftTargets; received {type(targets).__name__}."
+            )
+        if not isinstance(ce_weight, (int, float)) or isinstance(ce_weight, bool) or ce_weight < 0:
+            raise ValueError(f"`ce_weight` must be a non-negative number; received {ce_weight!r}.")
+        self.predictor = predictor
+        self.discriminator = discriminator
+        self.num_classes = num_classes
+        self.conditional = conditional
+        self.targets = targets
+        self.ce_weight = float(ce_weight)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.nll_tracker = keras.metrics.Mean(name="nll")
+        self.ece_tracker = CalibrationError(name="ece")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return super().metrics + [self.nll_tracker, self.ece_tracker]
+
+    def call(self, x, training=False):
+        return self.predictor(x, training=training)
+
+    def compile(
+        self,
+        d_optimizer=None,
+        p_optimizer=None,
+        loss="non_saturating",
+        penalty=None,
+        penalty_weight=10.0,
+        d_steps=1,
+        **kwargs,
+    ):
+        """Configure training; the arguments mirror `alllib.GAN.compile`.
+
+        Args:
+            d_optimizer, p_optimizer: one optimizer per player (instances or names).
+            loss: a name in `alllib.losses.LOSSES`; the predictor plays the generator's side.
+            penalty: None, `"r1"` or `"gradient_penalty"` on the discriminator's gradient with
+                respect to the label vector, weight `penalty_weight`.
+            d_steps: discriminator updates per predictor update (each on fresh real targets).
+            **kwargs: passed to `keras.Model.compile`.
+        """
+        self._configure_duel(loss, penalty, penalty_weight, d_steps)
+        self.p_optimizer, self.d_optimizer = self._compile_players(
+            {
+                "p_optimizer": (p_optimizer, self.predictor),
+                "d_optimizer": (d_optimizer, self.discriminator),
+            },
+            **kwargs,
+        )
+
+    # -- the duel -------------------------------------------------------------------------
+
+    def _scores(self, x, label_vectors, training):
+        inputs = [x, label_vectors] if self.conditional else label_vectors
+        return self.discriminator(inputs, training=training)
+
+    def _predictor_losses(self, x, one_hot, training):
+        """The predictor's adversarial loss and its mean cross-entropy, and its outputs."""
+        probs = ops.cast(self.predictor(x, training=training), "float32")
+        adversarial = losses.generator_loss(self.loss_name, self._scores(x, probs, training))
+        return adversarial, ops.mean(cross_entropy(one_hot, probs)), probs
+
+    def duel_step(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
+
+        # Round 1: the discriminator learns real targets from the predictor's outputs.
+        predictions = ops.stop_gradient(ops.cast(self.predictor(x, training=True), "float32"))
+        for _ in range(self.d_steps):
+            real = self.targets(one_hot, seed=self.seed_generator)
+            d_loss, (real_scores, fake_scores), d_grads = minimize(
+                lambda: self._discriminator_objective(
+                    lambda v, training: self._scores(x, v, training), real, predictions
+                ),
+                self.discriminator.trainable_variables,
+                self.d_optimizer,
+            )
+
+        # Round 2: the predictor learns to pass as real; the discriminator only lends gradients.
+        def predictor_objective():
+            adversarial, ce, probs = self._predictor_losses(x, one_hot, training=True)
+            loss = adversarial + self.ce_weight * ce if self.ce_weight else adversarial
+            return loss, probs
+
+        p_loss, probs, grads = minimize(
+            predictor_objective, self.predictor.trainable_variables, self.p_optimizer
+        )
+        return self._record(
+            d_loss=d_loss,
+            p_loss=p_loss,
+            d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
+            accuracy=_correct(probs, labels),
+            d_grad_norm=global_norm(d_grads),
+            p_grad_norm=global_norm(grads),
+        )
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def test_step(self, *args):
+        return run_test_step(self, self._evaluate_batch, args)
+
+    def _evaluate_batch(self, data):
+        x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        probs = ops.cast(self.predictor(x, training=False), "float32")
+        one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
+        accuracy = self._metric("accuracy")
+        accuracy.update_state(_correct(probs, labels))
+        self.nll_tracker.update_state(cross_entropy(one_hot, probs))
+        self.ece_tracker.update_state(labels, probs)
+        return {t.name: t.result() for t in (accuracy, self.nll_tracker, self.ece_tracker)}
+
+    def gradient_norms(self, x, y):
+        """Norms of the predictor's gradient from each term of its loss, on one batch.
+
+        Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
+        and `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's
+        push comes from the discriminator. Runs eagerly, in inference mode, and changes nothing.
+        """
+        self._check_data(x, y, "x", "y")
+        one_hot = ops.one_hot(ops.convert_to_tensor(np.reshape(y, -1), "int32"), self.num_classes)
+        x = ops.convert_to_tensor(x)
+        norms = {}
+        for term in ("adversarial", "ce"):
+            def objective(term=term):
+                adversarial, ce, _ = self._predictor_losses(x, one_hot, training=False)
+                return (adversarial if term == "adversarial" else self.ce_weight * ce), ()
+
+            _, _, grads = gradients(objective, self.predictor.trainable_variables)
+            norms[term] = float(ops.convert_to_numpy(global_norm(grads)))
+        total = norms["adversarial"] + norms["ce"]
+        norms["adversarial_share"] = norms["adversarial"] / total if total else float("nan")
+        return norms
+
+    # -- checks that need data: run eagerly before Keras compiles anything ----------------------
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_data(x, y, "x", "y")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_data(validation[0], validation[1], "validation_data[0]", "validation_data[1]")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_data(x, y, "x", "y")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_data(self, x, y, x_name, y_name):
+        """Validate labels and inputs, then run both networks once on two examples.
+
+        Arrays are checked in full; for a `tf.data.Dataset` the first batch is checked.
+        Other inputs (generators, `PyDataset`) are passed through unchecked.
+        """
+        if hasattr(x, "take") and hasattr(x, "element_spec") and y is None:
+            for batch in x.take(1):
+                x_batch, y_batch, _ = keras.utils.unpack_x_y_sample_weight(batch)
+                self._check_arrays(
+                    np.asarray(x_batch), y_batch, f"the inputs in `{x_name}`",
+                    f"the labels in `{x_name}`",
+                )
+            return
+        if y is None:
+            if hasattr(x, "shape"):
+                raise ValueError(
+                    f"`{y_name}` is missing: the adversarial label learner needs integer class "
+                    f"labels in [0, {self.num_classes})."
+                )
+            return  # a generator or PyDataset: nothing cheap to check without consuming it
+        self._check_arrays(np.asarray(x), y, f"`{x_name}`", f"`{y_name}`")
+
+    def _check_arrays(self, x, y, x_name, y_name):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(
+                f"{y_name} must be integer class labels of shape (n,) or (n, 1); received shape "
+                f"{y.shape}. For one-hot labels pass `labels.argmax(-1)`."
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(
+                f"{y_name} must have an integer dtype (class indices); received {y.dtype}."
+            )
+        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(
+                f"{y_name} must lie in [0, num_classes) = [0, {self.num_classes}); found values "
+                f"from {y.min()} to {y.max()}."
+            )
+        if len(x) != len(y):
+            raise ValueError(
+                f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."
+            )
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise ValueError(f"{x_name} contains NaN or infinite values.")
+        self._probe(x[:2])
+
+    def _probe(self, x):
+        try:
+            probs = ops.convert_to_numpy(self.predictor(x, training=False)).astype("float64")
+        except Exception as error:
+            raise ValueError(
+                f"`predictor` could not be called on an input batch of shape {x.shape}: {error}"
+            ) from error
+        if probs.shape != (len(x), self.num_classes):
+            raise ValueError(
+                f"`predictor` must return probabilities of shape (batch, num_classes) = "
+                f"({len(x)}, {self.num_classes}); it returned shape {probs.shape}."
+            )
+        if (
+            probs.min() < -_PROB_TOLERANCE
+            or np.abs(probs.sum(-1) - 1).max() > _PROB_TOLERANCE
+        ):
+            raise ValueError(
+                "`predictor` must return probabilities (non-negative, each row summing to 1; "
+                "end it with a softmax); its rows sum to "
+                f"{np.round(probs.sum(-1), 4).tolist()}, minimum {probs.min():.4g}."
+            )
+        vectors = ops.convert_to_tensor(probs.astype("float32"))
+        inputs = [ops.convert_to_tensor(x), vectors] if self.conditional else vectors
+        called_on = (
+            f"[x of shape {x.shape}, label vectors of shape {probs.shape}]"
+            if self.conditional
+            else f"label vectors of shape {probs.shape}"
+        )
+        try:
+            scores = self.discriminator(inputs, training=False)
+        except Exception as error:
+            hint = (
+                " A conditional discriminator takes two inputs, [x, label_vector]."
+                if self.conditional
+                else " With conditional=False it takes the label vector alone."
+            )
+            raise ValueError(
+                f"`discriminator` could not be called on {called_on}: {error}.{hint}"
+            ) from error
+        if tuple(scores.shape) != (len(x), 1):
+            raise ValueError(
+                "`discriminator` must return one score per example, shape (batch, 1); on "
+                f"{called_on} it returned shape {tuple(scores.shape)}."
+            )
+
+    # -- serialization ------------------------------------------------------------------------
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            predictor=keras.saving.serialize_keras_object(self.predictor),
+            discriminator=keras.saving.serialize_keras_object(self.discriminator),
+            num_classes=self.num_classes,
+            conditional=self.conditional,
+            targets=keras.saving.serialize_keras_object(self.targets),
+            ce_weight=self.ce_weight,
+            seed=self.seed,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        for key in ("predictor", "discriminator", "targets"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _correct(probs, labels):
+    return ops.cast(ops.argmax(probs, axis=-1) == labels, "float32")

@@ -1,0 +1,86 @@
+"""`SoftTargets`: the essay's soft, slightly randomized ground-truth label vectors.
+
+A hard one-hot label is the easiest thing in the world to tell apart from a softmax output: it has
+exactly one nonzero entry. The essay's answer was to never show the discriminator a clean one-hot
+vector. Here that is two knobs:
+
+- `epsilon`, label smoothing (Szegedy et al. 2016): the mean target is
+  `(1 - epsilon) * one_hot + epsilon / K`;
+- `concentration`, random noise around that mean: each target is a Dirichlet draw with
+  parameters `concentration * mean`, built from gamma draws and normalised, so every draw is a
+  valid probability vector whose expectation is the mean target. Larger means less noise; `None`
+  means no noise.
+
+`SoftTargets(0.0)` gives hard one-hot targets. Luc et al. (2016) had a related "scaling" encoding
+that moves the ground truth toward the prediction instead of toward uniform.
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class SoftTargets:
+    """Turns one-hot labels into soft, optionally random, target vectors.
+
+    Args:
+        epsilon: label smoothing strength in [0, 1).
+        concentration: Dirichlet concentration (> 0) of the noise around the smoothed label, or
+            None for deterministic targets. Noise needs `epsilon > 0`: a Dirichlet parameter of
+            zero on the off classes would make them exactly zero anyway.
+    """
+
+    def __init__(self, epsilon=0.1, concentration=50.0):
+        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not 0 <= epsilon < 1:
+            raise ValueError(f"`epsilon` must be a number in [0, 1); received {epsilon!r}.")
+        if concentration is not None:
+            if (
+                not isinstance(concentration, (int, float))
+                or isinstance(concentration, bool)
+                or concentration <= 0
+            ):
+                raise ValueError(
+                    f"`concentration` must be None or a positive number; received "
+                    f"{concentration!r}."
+                )
+            if epsilon == 0:
+                raise ValueError(
+                    "`concentration` (random targets) needs `epsilon` > 0; use "
+                    "SoftTargets(0.0, concentration=None) for hard one-hot targets."
+                )
+        self.epsilon = float(epsilon)
+        self.concentration = None if concentration is None else float(concentration)
+
+    def mean(self, one_hot):
+        """The expected target for a batch of one-hot labels."""
+        num_classes = one_hot.shape[-1]
+        return (1.0 - self.epsilon) * one_hot + self.epsilon / num_classes
+
+    def __call__(self, one_hot, seed=None):
+        """Draw one target per row of the float one-hot batch `one_hot`, shape `(batch, K)`."""
+        mean = self.mean(one_hot)
+        if self.concentration is None:
+            return mean
+        # Only two Dirichlet parameters occur (the true class and the others), so two gamma
+        # draws with scalar shape parameters cover every backend.
+        num_classes = one_hot.shape[-1]
+        shape = ops.shape(one_hot)
+        on = keras.random.gamma(
+            shape, self.concentration * (1.0 - self.epsilon + self.epsilon / num_classes),
+            dtype=one_hot.dtype, seed=seed,
+        )
+        off = keras.random.gamma(
+            shape, self.concentration * self.epsilon / num_classes, dtype=one_hot.dtype, seed=seed
+        )
+        draws = one_hot * on + (1.0 - one_hot) * off
+        return draws / ops.sum(draws, axis=-1, keepdims=True)
+
+    def get_config(self):
+        return {"epsilon": self.epsilon, "concentration": self.concentration}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"SoftTargets(epsilon={self.epsilon}, concentration={self.concentration})"

@@ -1,0 +1,245 @@
+"""alllib.AdversarialLabelLearner and SoftTargets on the backend in KERAS_BACKEND."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers, ops
+
+import alllib
+from alllib import metrics, nets
+
+K = 3
+
+
+def blobs(n=240, seed=0):
+    """Three well-separated Gaussian blobs in 4-D with integer labels."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, n).astype("int32")
+    x = (3 * np.eye(4)[y] + 0.5 * rng.standard_normal((n, 4))).astype("float32")
+    return x, y
+
+
+def make_learner(seed=0, conditional=False, d_optimizer=None, p_optimizer=None, spectral_norm=False,
+                 **kwargs):
+    keras.utils.set_random_seed(seed)
+    predictor = nets.mlp_predictor((4,), K, width=16)
+    discriminator = nets.label_discriminator(
+        K, input_shape=(4,) if conditional else None, width=16, spectral_norm=spectral_norm
+    )
+    compile_args = {k: kwargs.pop(k) for k in ("loss", "penalty", "d_steps") if k in kwargs}
+    learner = alllib.AdversarialLabelLearner(
+        predictor, discriminator, K, conditional=conditional, **kwargs
+    )
+    learner.compile(
+        d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
+        p_optimizer=p_optimizer or keras.optimizers.Adam(1e-3),
+        **compile_args,
+    )
+    return learner
+
+
+def weights(network):
+    return [np.array(w) for w in network.get_weights()]
+
+
+def changed(before, after):
+    return any(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+@pytest.mark.parametrize("still", ["predictor", "discriminator"])
+def test_each_step_moves_only_its_own_player(still, conditional):
+    moving = "discriminator" if still == "predictor" else "predictor"
+    learner = make_learner(conditional=conditional,
+                           **{f"{still[0]}_optimizer": keras.optimizers.SGD(0.0)})
+    before = {name: weights(getattr(learner, name)) for name in (still, moving)}
+    learner.fit(*blobs(), batch_size=60, epochs=1, verbose=0)
+    assert not changed(before[still], weights(getattr(learner, still)))
+    assert changed(before[moving], weights(getattr(learner, moving)))
+
+
+@pytest.mark.parametrize("penalty", ["r1", "gradient_penalty"])
+def test_a_penalty_changes_only_the_discriminators_update(penalty):
+    def train(penalty, still):
+        learner = make_learner(penalty=penalty, **{f"{still[0]}_optimizer": keras.optimizers.SGD(0.0)})
+        learner.fit(*blobs(), batch_size=60, epochs=1, verbose=0)
+        return weights(learner.predictor) + weights(learner.discriminator)
+
+    # The discriminator's update differs with the penalty...
+    assert changed(train(None, "predictor"), train(penalty, "predictor"))
+    # ...but with the discriminator held still, the predictor's updates are identical.
+    without, with_penalty = train(None, "discriminator"), train(penalty, "discriminator")
+    assert all(np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(without, with_penalty))
+
+
+def test_optimizers_advance_their_own_state_and_d_steps_counts():
+    learner = make_learner(d_steps=2)
+    learner.fit(*blobs(), batch_size=60, epochs=2, verbose=0)  # 8 rounds
+    assert int(ops.convert_to_numpy(learner.p_optimizer.iterations)) == 8
+    assert int(ops.convert_to_numpy(learner.d_optimizer.iterations)) == 16
+    assert int(ops.convert_to_numpy(learner.optimizer.iterations)) == 8
+
+
+def test_logs():
+    history = make_learner().fit(*blobs(), batch_size=60, epochs=2, verbose=0)
+    assert sorted(history.history) == sorted(alllib.AdversarialLabelLearner.metric_names)
+    for key in ("d_acc", "accuracy"):
+        assert all(0.0 <= v <= 1.0 for v in history.history[key])
+
+
+def test_conditional_learner_learns_blobs_and_a_seed_repeats():
+    def train(seed):
+        learner = make_learner(seed=seed, conditional=True)
+        learner.fit(*blobs(480), batch_size=32, epochs=25, verbose=0, shuffle=True)
+        return learner
+
+    learner = train(0)
+    x_test, y_test = blobs(300, seed=1)
+    accuracy = learner.evaluate(x_test, y_test, return_dict=True, verbose=0)["accuracy"]
+    print("conditional blobs accuracy:", accuracy)
+    assert accuracy > 0.9  # chance is 1/3
+    again = train(0)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(weights(learner.predictor), weights(again.predictor)))
+
+
+def test_evaluate_accumulates_over_the_whole_set():
+    learner = make_learner()
+    learner.fit(*blobs(), batch_size=60, epochs=2, verbose=0)
+    x, y = blobs(203, seed=2)  # 203 = 6 batches of 32 and one of 11
+    result = learner.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    assert sorted(result) == ["accuracy", "ece", "nll"]
+    probs = learner.predict(x, batch_size=32, verbose=0)
+    assert probs.shape == (203, K) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert result["accuracy"] == pytest.approx(metrics.accuracy(probs, y), abs=1e-6)
+    assert result["nll"] == pytest.approx(metrics.nll(probs, y), rel=1e-4)
+    assert result["ece"] == pytest.approx(metrics.expected_calibration_error(probs, y), abs=1e-5)
+    # a mean of per-batch ECEs is a different number; make sure this is not one
+    per_batch = np.mean([metrics.expected_calibration_error(probs[i:i + 32], y[i:i + 32])
+                         for i in range(0, 203, 32)])
+    assert abs(per_batch - result["ece"]) > 1e-4
+
+
+def test_calibration_error_metric_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = 3 * rng.standard_normal((500, 5))
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype("float32")
+    labels = rng.integers(0, 5, 500)
+    metric = metrics.CalibrationError()
+    for i in range(0, 500, 128):
+        metric.update_state(labels[i:i + 128], probs[i:i + 128])
+    expected = metrics.expected_calibration_error(probs, labels)
+    assert float(ops.convert_to_numpy(metric.result())) == pytest.approx(expected, abs=1e-6)
+    metric.reset_state()
+    assert float(ops.convert_to_numpy(metric.result())) == 0.0
+
+
+@pytest.mark.parametrize("epsilon, concentration", [(0.1, 50.0), (0.3, 5.0), (0.2, None)])
+def test_soft_targets_are_probability_vectors_with_the_configured_mean(epsilon, concentration):
+    targets = alllib.SoftTargets(epsilon, concentration)
+    labels = np.arange(20000) % 4
+    one_hot = ops.one_hot(ops.convert_to_tensor(labels, "int32"), 4, dtype="float32")
+    draws = ops.convert_to_numpy(targets(one_hot, seed=keras.random.SeedGenerator(0)))
+    assert np.all(draws >= 0) and np.allclose(draws.sum(1), 1, atol=1e-5)
+    expected = (1 - epsilon) * np.eye(4)[labels] + epsilon / 4
+    for k in range(4):
+        mean = draws[labels == k].mean(0)
+        np.testing.assert_allclose(mean, expected[labels == k][0], atol=0.01)  # ~4 standard errors
+    if concentration is None:
+        np.testing.assert_allclose(draws, expected, atol=1e-6)
+    else:
+        assert draws[:, 0].std() > 1e-3  # actually random
+        # Dirichlet variance of the true-class entry: m (1 - m) / (concentration + 1)
+        m = 1 - epsilon + epsilon / 4
+        on = draws[np.arange(20000), labels]
+        assert on.var() == pytest.approx(m * (1 - m) / (concentration + 1), rel=0.1)
+
+
+def test_hard_targets_are_one_hot():
+    one_hot = ops.one_hot(ops.convert_to_tensor([2, 0], "int32"), 3, dtype="float32")
+    draws = ops.convert_to_numpy(alllib.SoftTargets(0.0, None)(one_hot))
+    np.testing.assert_array_equal(draws, [[0, 0, 1], [1, 0, 0]])
+
+
+def test_spectral_dense_normalises_and_updates_its_state_in_fit():
+    layer = nets.SpectralDense(3)
+    x = np.random.default_rng(0).standard_normal((2, 5)).astype("float32")
+    for _ in range(30):
+        layer(x, training=True)  # power iteration converges
+    kernel = ops.convert_to_numpy(layer.kernel)
+    out = ops.convert_to_numpy(layer(x)) - ops.convert_to_numpy(layer.bias)
+    sigma = np.linalg.svd(kernel, compute_uv=False)[0]
+    np.testing.assert_allclose(out, x @ kernel / sigma, rtol=1e-4, atol=1e-5)
+
+    learner = make_learner(spectral_norm=True)
+    u_before = [np.array(v) for v in learner.discriminator.non_trainable_weights]
+    assert len(u_before) == 3
+    learner.fit(*blobs(), batch_size=60, epochs=1, verbose=0)
+    u_after = [np.array(v) for v in learner.discriminator.non_trainable_weights]
+    assert all(not np.allclose(a, b) for a, b in zip(u_before, u_after))
+
+
+def test_gradient_norms_split_the_hybrid_loss():
+    x, y = blobs(64)
+    pure = make_learner().gradient_norms(x, y)
+    assert pure["ce"] == 0 and pure["adversarial_share"] == 1.0 and pure["adversarial"] > 0
+    hybrid = make_learner(ce_weight=1.0).gradient_norms(x, y)
+    assert 0 < hybrid["adversarial_share"] < 1 and hybrid["ce"] > 0
+
+
+def softmax_free_predictor():
+    return keras.Sequential([keras.Input((4,)), layers.Dense(K)], name="predictor")
+
+
+def bad_input_cases():
+    x, y = blobs(60)
+    ok = lambda **kw: make_learner(**kw)
+    return [
+        ("labels out of range", lambda: ok().fit(x, y + 1, verbose=0), r"\[0, 3\).*from 1 to 3"),
+        ("negative labels", lambda: ok().fit(x, y - 1, verbose=0), r"from -1"),
+        ("labels of the wrong shape", lambda: ok().fit(x, np.eye(K)[y], verbose=0),
+         r"`y` must be integer class labels of shape \(n,\).*\(60, 3\)"),
+        ("float labels", lambda: ok().fit(x, y.astype("float32"), verbose=0), "integer dtype.*float32"),
+        ("missing labels", lambda: ok().fit(x, verbose=0), "`y` is missing"),
+        ("NaN inputs", lambda: ok().fit(np.where(x > 3.5, np.nan, x), y, verbose=0), "NaN"),
+        ("bad evaluate labels", lambda: ok().evaluate(x, y + 5, verbose=0), r"\[0, 3\)"),
+        ("bad validation labels", lambda: ok().fit(x, y, validation_data=(x, y + 3), verbose=0),
+         r"`validation_data\[1\]` must lie in"),
+        ("no softmax", lambda: alllib.AdversarialLabelLearner(
+            softmax_free_predictor(), nets.label_discriminator(K), K).fit(x, y), "probabilities"),
+        ("num_classes disagrees", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((4,), 5), nets.label_discriminator(K), K).fit(x, y),
+         r"shape \(batch, num_classes\) = \(2, 3\); it returned shape \(2, 5\)"),
+        ("wrong input shape", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((6,), K), nets.label_discriminator(K), K).fit(x, y),
+         r"`predictor` could not be called on an input batch of shape \(2, 4\)"),
+        ("discriminator scores", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((4,), K),
+            keras.Sequential([keras.Input((K,)), layers.Dense(2)]), K).fit(x, y),
+         r"one score per example.*\(2, 2\)"),
+        ("conditional needs two inputs", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((4,), K), nets.label_discriminator(K), K, conditional=True).fit(x, y),
+         r"two inputs, \[x, label_vector\]"),
+        ("num_classes", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((4,), K), nets.label_discriminator(K), 1), "num_classes"),
+        ("not a model", lambda: alllib.AdversarialLabelLearner(
+            "predictor", nets.label_discriminator(K), K), "`predictor` must be a keras.Model"),
+        ("negative ce_weight", lambda: ok(ce_weight=-1.0), "ce_weight"),
+        ("targets type", lambda: ok(targets=0.1), "alllib.SoftTargets"),
+        ("epsilon", lambda: alllib.SoftTargets(1.0), r"`epsilon` must be a number in \[0, 1\)"),
+        ("noise without smoothing", lambda: alllib.SoftTargets(0.0, 10.0), "needs `epsilon` > 0"),
+        ("unknown loss", lambda: ok(loss="wgan"), "Unknown adversarial loss 'wgan'"),
+        ("unknown penalty", lambda: ok(penalty="gp"), "Unknown penalty 'gp'"),
+        ("d_steps", lambda: ok(d_steps=0), "`d_steps` must be a positive integer"),
+        ("missing optimizer", lambda: alllib.AdversarialLabelLearner(
+            nets.mlp_predictor((4,), K), nets.label_discriminator(K), K).compile(d_optimizer="adam"),
+         "p_optimizer"),
+    ]
+
+
+@pytest.mark.parametrize("case", bad_input_cases(), ids=lambda case: case[0])
+def test_bad_input_is_explained(case):
+    _, action, message = case
+    with pytest.raises((ValueError, TypeError), match=message):
+        action()

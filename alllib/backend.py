@@ -8,9 +8,10 @@ a single `train_step` signature. Everything else in alllib is written once with 
   respect to `variables` only; `minimize(loss_fn, variables, optimizer)` also applies it.
 - `input_gradient(score_fn, points)`: a differentiable input gradient, for gradient penalties.
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
-  the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on JAX, whose trainer passes the
-  whole model state in and expects it back, the step runs inside a `keras.StatelessScope` that maps
-  every variable to its incoming value, and the new state is read back from that scope.
+  the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
+  JAX, whose trainer passes the whole model state in and expects it back, the step runs inside a
+  `keras.StatelessScope` that maps every variable to its incoming value, and the new state is
+  read back from that scope.
 """
 
 import keras

@@ -97,3 +97,37 @@ class EpochProgress(keras.callbacks.Callback):
             )
         values = [(key, float(value)) for key, value in logs.items()]
         self._bar.update(epoch + 1, values=values, finalize=epoch + 1 == self.params["epochs"])
+
+
+class StepHistory(keras.callbacks.Callback):
+    """Per-step values of every logged metric, recovered from Keras's running means.
+
+    Keras logs the mean of each metric since the start of the epoch. After n steps with mean
+    m_n, the value of the latest chunk of steps is (n m_n - k m_k) / (n - k), where k is the step
+    count at the previous report: exact per step when `steps_per_execution=1` and batches have
+    equal size, a mean over the chunk otherwise. Cheap enough to leave on.
+
+    After `fit`, `steps` holds the global step of each record and `values[key]` the values.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.values, self._offset = [], {}, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._previous = (0, {})
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        count = batch + 1
+        done, means = self._previous
+        if count <= done:
+            return
+        for key, value in logs.items():
+            total = count * float(value) - done * means.get(key, 0.0)
+            self.values.setdefault(key, []).append(total / (count - done))
+        self.steps.append(self._offset + count)
+        self._previous = (count, {key: float(value) for key, value in logs.items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._offset += self._previous[0]

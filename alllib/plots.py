@@ -1,4 +1,4 @@
-"""Small matplotlib helpers: samples (points or images) and training curves."""
+"""Small matplotlib helpers: samples (points or images), training curves, reliability diagrams."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,19 +38,48 @@ def image_grid(images, columns=None):
 
 
 def show_history(history, groups=(("d_loss", "g_loss"), ("d_real", "d_fake")), axes=None):
-    """Plot training curves, one panel per group of log keys (a `History` or its dict)."""
-    logs = getattr(history, "history", history)
+    """Plot training curves, one panel per group of log keys.
+
+    `history` is a Keras `History` (or its dict), plotted per epoch, or a
+    `callbacks.StepHistory`, plotted per step.
+    """
+    if hasattr(history, "steps"):
+        logs, x, unit = history.values, np.asarray(history.steps), "step"
+    else:
+        logs, x, unit = getattr(history, "history", history), None, "epoch"
     groups = [[k for k in group if k in logs] for group in groups]
     groups = [g for g in groups if g]
     if axes is None:
-        _, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.2), squeeze=False)
+        _, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.0), squeeze=False)
         axes = axes[0]
     for ax, group in zip(axes, groups):
         for key in group:
-            ax.plot(np.arange(1, len(logs[key]) + 1), logs[key], label=key)
-        ax.set_xlabel("epoch")
+            ax.plot(np.arange(1, len(logs[key]) + 1) if x is None else x, logs[key], label=key)
+        ax.set_xlabel(unit)
         ax.legend()
     return axes
+
+
+def reliability_diagram(probs, labels, ax=None, title=None, bins=15):
+    """Accuracy against confidence per equal-width bin, with the diagonal of perfect calibration
+    and the ECE in the title; bar widths are the bins, shading shows how full each bin is."""
+    from alllib import metrics
+
+    count, confidence, correct = metrics.calibration_bins(probs, labels, bins)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.6))
+    edges = np.linspace(0, 1, bins + 1)
+    filled = count > 0
+    accuracy = np.divide(correct, count, out=np.zeros(bins), where=filled)
+    shade = 0.25 + 0.75 * count / max(count.max(), 1)
+    ax.bar(edges[:-1], accuracy, width=1 / bins, align="edge", edgecolor="black",
+           color=[(0.12, 0.47, 0.71, a) for a in shade], label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ece = metrics.expected_calibration_error(probs, labels, bins)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
+           title=f"{title + ': ' if title else ''}ECE {ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
 
 
 def show_sample_history(snapshots, reference=None, columns=6):

@@ -1,0 +1,71 @@
+"""Backend-free helpers: per-step history, classifier metrics, sweep summaries."""
+
+import numpy as np
+import pytest
+
+from alllib import callbacks, experiments, metrics
+
+
+def test_step_history_recovers_each_step_from_running_means():
+    per_step = [[3.0, 1.0, 4.0, 1.0], [5.0, 9.0, 2.0]]  # two epochs
+    history = callbacks.StepHistory()
+    for epoch, values in enumerate(per_step):
+        history.on_epoch_begin(epoch)
+        for batch in range(len(values)):
+            history.on_train_batch_end(batch, {"loss": np.mean(values[: batch + 1])})
+        history.on_epoch_end(epoch)
+    assert history.steps == [1, 2, 3, 4, 5, 6, 7]
+    np.testing.assert_allclose(history.values["loss"], sum(per_step, []))
+
+
+def test_step_history_averages_chunks_with_steps_per_execution():
+    history = callbacks.StepHistory()
+    history.on_epoch_begin(0)
+    values = [1.0, 2.0, 3.0, 4.0]
+    for batch in (1, 3):  # reports after steps 2 and 4
+        history.on_train_batch_end(batch, {"x": np.mean(values[: batch + 1])})
+    assert history.steps == [2, 4]
+    np.testing.assert_allclose(history.values["x"], [1.5, 3.5])
+
+
+def test_ece_on_a_hand_computed_case():
+    # confidences 0.9, 0.9 (one right), 0.6 (right), 0.5 (wrong); bins of width 1/15
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.5, 0.5]])
+    labels = np.array([0, 0, 0, 1])
+    # bin (0.8667, 0.9333]: 2 examples, confidence 1.8, correct 1 -> |1 - 1.8| = 0.8
+    # bin (0.5333, 0.6]: 1 example, confidence 0.6, correct 1 -> 0.4
+    # bin (0.4667, 0.5333]: 1 example, confidence 0.5, correct 0 (argmax 0) -> 0.5
+    assert metrics.expected_calibration_error(probs, labels) == pytest.approx((0.8 + 0.4 + 0.5) / 4)
+    assert metrics.accuracy(probs, labels) == 0.5
+    assert metrics.nll(probs, labels) == pytest.approx(-np.mean(np.log([0.9, 0.1, 0.6, 0.5])))
+
+
+def test_upper_bin_edges_belong_to_their_bin():
+    count, _, _ = metrics.calibration_bins(np.array([[1.0, 0.0], [0.2, 0.8]]), np.array([0, 1]))
+    assert count[-1] == 1 and count[11] == 1  # 0.8 = 12/15 closes bin 11, (11/15, 12/15]
+
+
+def test_matched_accuracy_sees_through_renamed_classes():
+    labels = np.repeat(np.arange(4), 25)
+    renamed = (labels + 1) % 4
+    assert metrics.accuracy(np.eye(4)[renamed], labels) == 0.0
+    assert metrics.matched_accuracy(renamed, labels, 4) == 1.0
+    assert metrics.matched_accuracy(np.zeros(100, int), labels, 4) == 0.25
+
+
+def test_summary_table():
+    rows = [{"method": "a", "accuracy": v, "ece": 0.1} for v in (0.5, 0.7)] + [
+        {"method": "b", "accuracy": 0.9, "ece": 0.2}]
+    summary = experiments.summarize(rows, columns=("accuracy", "ece"))
+    assert [s["method"] for s in summary] == ["a", "b"]
+    assert summary[0]["accuracy"] == pytest.approx(0.6)
+    assert summary[0]["accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    table = experiments.markdown_table(summary, columns=("accuracy", "ece"))
+    assert "| a | 0.600 ± 0.141 | 0.100 ± 0.000 | 2 |" in table
+
+
+def test_unknown_method_settings_are_explained():
+    with pytest.raises(ValueError, match="Unknown settings \\['conditonal'\\]"):
+        experiments.build({"conditonal": True}, (4,), 3, seed=0)
+    with pytest.raises(ValueError, match="Unknown method kind 'svm'"):
+        experiments.build({"kind": "svm"}, (4,), 3, seed=0)

@@ -6,6 +6,9 @@ a single `train_step` signature. Everything else in alllib is written once with 
 
 - `gradients(loss_fn, variables)` runs `loss_fn()` and takes the gradient of its loss with
   respect to `variables` only; `minimize(loss_fn, variables, optimizer)` also applies it.
+- `forward(fn, variables)` runs a forward pass once and returns a pullback for later, and
+  `tensor_gradient(loss_fn, tensor)` differentiates with respect to a tensor: together they let
+  two players share one forward pass of a network.
 - `input_gradient(score_fn, points)`: a differentiable input gradient, for gradient penalties.
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
   the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
@@ -38,11 +41,92 @@ def gradients(loss_fn, variables):
 
         loss, aux = loss_fn()
         grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
-        grads = [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
-        return loss, aux, grads
+        return loss, aux, _zeros_for_none(grads, variables)
     if BACKEND == "jax":
-        return _jax_value_and_grad(loss_fn, variables)
+        import jax
+
+        pure, values, commit = _jax_pure(loss_fn, variables)
+        (loss, (aux, writes)), grads = jax.value_and_grad(pure, has_aux=True)(values)
+        commit(writes)
+        return loss, aux, grads
     raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
+
+
+def forward(fn, variables):
+    """Run `fn()` once and keep what its backward pass needs.
+
+    Returns `(outputs, pullback)`; `pullback(output_grads)` returns the gradients of
+    `sum(outputs * output_grads)` with respect to `variables`. One forward pass can then serve
+    two players: the first uses `outputs` as constants, the second pulls its gradient back later.
+    """
+    variables = list(variables)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            outputs = fn()
+        return outputs, lambda g: tape.gradient(outputs, variables, output_gradients=g)
+    if BACKEND == "torch":
+        import torch
+
+        outputs = fn()
+
+        def pullback(g):
+            grads = torch.autograd.grad(
+                outputs, [v.value for v in variables], grad_outputs=g, allow_unused=True
+            )
+            return _zeros_for_none(grads, variables)
+
+        return outputs, pullback
+    if BACKEND == "jax":
+        import jax
+
+        pure, values, commit = _jax_pure(lambda: (fn(), ()), variables)
+        outputs, vjp, (_, writes) = jax.vjp(pure, values, has_aux=True)
+        commit(writes)
+        return outputs, lambda g: vjp(g)[0]
+    raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
+
+
+def tensor_gradient(loss_fn, tensor):
+    """Run `loss_fn(tensor)`, which returns `(loss, aux)`; return `(loss, aux, d loss / d tensor)`.
+
+    No weight is differentiated: the variables `loss_fn` reads are constants here.
+    """
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(tensor)
+            loss, aux = loss_fn(tensor)
+        return loss, aux, tape.gradient(loss, tensor)
+    if BACKEND == "torch":
+        import torch
+
+        tensor = tensor.detach().requires_grad_(True)
+        loss, aux = loss_fn(tensor)
+        return loss, aux, torch.autograd.grad(loss, tensor)[0]
+    if BACKEND == "jax":
+        import jax
+
+        pure, _, commit = _jax_pure(loss_fn, [])
+        (loss, (aux, writes)), grad = jax.value_and_grad(
+            lambda t: pure([], t), has_aux=True
+        )(tensor)
+        commit(writes)
+        return loss, aux, grad
+    raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
+
+
+def apply(optimizer, grads, variables):
+    """`optimizer.apply(grads, variables)`, outside autograd on PyTorch."""
+    if BACKEND == "torch":
+        import torch
+
+        with torch.no_grad():
+            optimizer.apply(grads, variables)
+    else:
+        optimizer.apply(grads, variables)
 
 
 def minimize(loss_fn, variables, optimizer):
@@ -53,14 +137,12 @@ def minimize(loss_fn, variables, optimizer):
     """
     variables = list(variables)
     loss, aux, grads = gradients(loss_fn, variables)
-    if BACKEND == "torch":
-        import torch
-
-        with torch.no_grad():
-            optimizer.apply(grads, variables)
-    else:
-        optimizer.apply(grads, variables)
+    apply(optimizer, grads, variables)
     return loss, aux, grads
+
+
+def _zeros_for_none(grads, variables):
+    return [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
 
 
 def input_gradient(score_fn, points):
@@ -105,30 +187,36 @@ class _GradScope(keras.StatelessScope):
         return value
 
 
-def _jax_value_and_grad(loss_fn, variables):
-    import jax
+def _jax_pure(fn, variables):
+    """Make `fn` a pure function of the values of `variables` (JAX).
 
-    # Inside a train step, variables resolve through its scope; outside one (an eager
-    # diagnostic), through their own values.
+    Returns `(pure, values, commit)`. `pure(values, *args)` runs `fn(*args)`, which returns
+    `(out, aux)`, inside a scope mapping `variables` to `values`, and returns
+    `(out, (aux, writes))`; `writes` are the new values of the other variables `fn` assigned
+    (BatchNorm statistics, seed state), which `commit(writes)` stores in the enclosing scope.
+    Inside a train step variables resolve through its scope; outside one (an eager diagnostic),
+    through their own values.
+    """
     parent = _train_scopes[-1] if _train_scopes else None
     differentiated = {id(v) for v in variables}
-    written = []  # the variables loss_fn assigned (BatchNorm statistics, seed state)
+    written = []
 
-    def loss_of(values):
+    def pure(values, *args):
         with _GradScope(parent, zip(variables, values)) as scope:
-            loss, aux = loss_fn()
+            out, aux = fn(*args)
         writes = [u for k, u in scope.writes.items() if k not in differentiated]
         written[:] = [variable for variable, _ in writes]
-        return loss, (aux, [value for _, value in writes])
+        return out, (aux, [value for _, value in writes])
+
+    def commit(writes):
+        for variable, value in zip(written, writes):
+            variable.assign(value)
 
     if parent is None:
         values = [v.value for v in variables]
     else:
         values = [parent.get_current_value(v) for v in variables]
-    (loss, (aux, new_values)), grads = jax.value_and_grad(loss_of, has_aux=True)(values)
-    for variable, value in zip(written, new_values):
-        variable.assign(value)  # recorded in the train step's scope
-    return loss, aux, grads
+    return pure, values, commit
 
 
 def run_train_step(model, step_fn, args):

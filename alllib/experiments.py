@@ -77,7 +77,7 @@ def run(method, train, test, num_classes, seed, epochs, batch_size=128, callback
         history = model.fit(x, keras.utils.to_categorical(y, num_classes), batch_size=batch_size,
                             epochs=epochs, verbose=0, shuffle=True, callbacks=list(callbacks))
     seconds = time.perf_counter() - start
-    probs = model.predict(x_test, batch_size=512, verbose=0)
+    probs = predict_probs(model, x_test)
     predicted = probs.argmax(1)
     row = dict(
         seed=seed,
@@ -93,10 +93,19 @@ def run(method, train, test, num_classes, seed, epochs, batch_size=128, callback
     return row, model, history
 
 
+def predict_probs(model, x, batch_size=1024):
+    """The model's test-time probabilities as NumPy. Calls the model directly: `predict` would
+    trace a new function for every fresh model of a sweep."""
+    return np.concatenate([
+        keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ])
+
+
 def sweep(methods, train, test, num_classes, seeds, epochs, batch_size=128):
     """Run every method with every seed; returns a list of rows (dicts with `method`)."""
     rows = []
-    bar = keras.utils.Progbar(len(methods) * len(seeds), unit_name="run")
+    bar = keras.utils.Progbar(len(methods) * len(seeds), unit_name="run", interval=60)
     for name, method in methods.items():
         for seed in seeds:
             row, _, _ = run(method, train, test, num_classes, seed, epochs, batch_size)

@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from alllib import losses
-from alllib.backend import gradients, minimize, run_test_step
+from alllib.backend import apply, forward, gradients, minimize, run_test_step, tensor_gradient
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
 from alllib.twoplayer import TwoPlayerModel, global_norm
@@ -131,19 +131,27 @@ class AdversarialLabelLearner(TwoPlayerModel):
         inputs = [x, label_vectors] if self.conditional else label_vectors
         return self.discriminator(inputs, training=training)
 
-    def _predictor_losses(self, x, one_hot, training):
-        """The predictor's adversarial loss and its mean cross-entropy, and its outputs."""
-        probs = ops.cast(self.predictor(x, training=training), "float32")
+    def _predictor_loss_terms(self, x, one_hot, probs, training):
+        """The predictor's adversarial loss and its mean cross-entropy, given its outputs."""
         adversarial = losses.generator_loss(self.loss_name, self._scores(x, probs, training))
-        return adversarial, ops.mean(cross_entropy(one_hot, probs)), probs
+        return adversarial, ops.mean(cross_entropy(one_hot, probs))
 
     def duel_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
 
+        # One forward pass of the predictor serves both players: the discriminator trains on its
+        # outputs as constants, and the predictor's gradient is pulled back through it later.
+        # (The predictor's weights do not change in between, so this is the same round as
+        # running the predictor twice, at the cost of one pass.)
+        probs, pullback = forward(
+            lambda: ops.cast(self.predictor(x, training=True), "float32"),
+            self.predictor.trainable_variables,
+        )
+        predictions = ops.stop_gradient(probs)
+
         # Round 1: the discriminator learns real targets from the predictor's outputs.
-        predictions = ops.stop_gradient(ops.cast(self.predictor(x, training=True), "float32"))
         for _ in range(self.d_steps):
             real = self.targets(one_hot, seed=self.seed_generator)
             d_loss, (real_scores, fake_scores), d_grads = minimize(
@@ -155,19 +163,18 @@ class AdversarialLabelLearner(TwoPlayerModel):
             )
 
         # Round 2: the predictor learns to pass as real; the discriminator only lends gradients.
-        def predictor_objective():
-            adversarial, ce, probs = self._predictor_losses(x, one_hot, training=True)
-            loss = adversarial + self.ce_weight * ce if self.ce_weight else adversarial
-            return loss, probs
+        def predictor_objective(outputs):
+            adversarial, ce = self._predictor_loss_terms(x, one_hot, outputs, training=True)
+            return (adversarial + self.ce_weight * ce if self.ce_weight else adversarial), ()
 
-        p_loss, probs, grads = minimize(
-            predictor_objective, self.predictor.trainable_variables, self.p_optimizer
-        )
+        p_loss, _, output_grads = tensor_gradient(predictor_objective, predictions)
+        grads = pullback(output_grads)
+        apply(self.p_optimizer, grads, self.predictor.trainable_variables)
         return self._record(
             d_loss=d_loss,
             p_loss=p_loss,
             d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
-            accuracy=_correct(probs, labels),
+            accuracy=_correct(predictions, labels),
             d_grad_norm=global_norm(d_grads),
             p_grad_norm=global_norm(grads),
         )
@@ -201,7 +208,8 @@ class AdversarialLabelLearner(TwoPlayerModel):
         norms = {}
         for term in ("adversarial", "ce"):
             def objective(term=term):
-                adversarial, ce, _ = self._predictor_losses(x, one_hot, training=False)
+                probs = ops.cast(self.predictor(x, training=False), "float32")
+                adversarial, ce = self._predictor_loss_terms(x, one_hot, probs, training=False)
                 return (adversarial if term == "adversarial" else self.ce_weight * ce), ()
 
             _, _, grads = gradients(objective, self.predictor.trainable_variables)

@@ -243,3 +243,27 @@ def test_bad_input_is_explained(case):
     _, action, message = case
     with pytest.raises((ValueError, TypeError), match=message):
         action()
+
+
+def test_image_sized_reference_networks_train():
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype("float32")
+    y = np.arange(16, dtype="int32") % 10
+    keras.utils.set_random_seed(0)
+    learner = alllib.AdversarialLabelLearner(
+        nets.conv_predictor((32, 32, 3), 10, width=8),
+        nets.label_discriminator(10, input_shape=(32, 32, 3), width=16),
+        10, conditional=True,
+    )
+    learner.compile(d_optimizer="adam", p_optimizer="adam")
+    history = learner.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["p_loss"][0])
+    assert learner.predict(x, verbose=0).shape == (16, 10)
+
+
+def test_config_round_trip():
+    learner = make_learner(conditional=True, ce_weight=0.5,
+                           targets=alllib.SoftTargets(0.2, 10.0))
+    clone = alllib.AdversarialLabelLearner.from_config(learner.get_config())
+    assert (clone.num_classes, clone.conditional, clone.ce_weight) == (K, True, 0.5)
+    assert clone.targets.get_config() == {"epsilon": 0.2, "concentration": 10.0}
+    assert [v.shape for v in clone.weights] == [v.shape for v in learner.weights]

@@ -4,16 +4,36 @@ A method is a plain dict of settings, so a comparison is data: `{"name": {...}, 
 `kind="ce"` trains the predictor alone with cross-entropy (optionally label-smoothed);
 `kind="adversarial"` wraps it in an `AdversarialLabelLearner`. Every run of a sweep uses the same
 predictor architecture, data, batch size and epochs, and a fresh seed per repetition.
+
+`compare` is the resumable version behind `python -m alllib compare`: it writes every finished
+run to disk at once (atomically), skips runs already on disk when restarted, measures each
+method's training step time against the cross-entropy step, and draws the summary plots.
 """
 
+import csv
+import json
+import logging
+import os
 import time
 
 import keras
 import numpy as np
 
-from alllib import metrics, nets
+from alllib import data, metrics, nets
 from alllib.label_learner import AdversarialLabelLearner
 from alllib.targets import SoftTargets
+
+# The comparison of the course's last notebook. "adversarial" is the essay's learner; the
+# conditional one carries the fix notebook 04 found necessary (R1); the hybrid adds
+# cross-entropy, as in the adversarial segmentation papers.
+METHODS = {
+    "ce": {"kind": "ce"},
+    "ce_label_smoothing": {"kind": "ce", "label_smoothing": 0.1},
+    "adversarial": {},
+    "conditional_r1": {"conditional": True, "penalty": "r1"},
+    "hybrid": {"conditional": True, "ce_weight": 1.0},
+}
+COMPARE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 
 ADVERSARIAL_DEFAULTS = dict(
     conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0, loss="non_saturating",
@@ -21,10 +41,18 @@ ADVERSARIAL_DEFAULTS = dict(
 )
 
 
+def make_predictor(input_shape, num_classes):
+    """The predictor every method shares: an MLP for small inputs (8x8 digits), a small
+    convnet for MNIST- and CIFAR-sized images."""
+    if len(input_shape) == 3 and input_shape[0] >= 16:
+        return nets.conv_predictor(input_shape, num_classes)
+    return nets.mlp_predictor(input_shape, num_classes)
+
+
 def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
     """The compiled model for `method` (a dict with `kind` and its settings) at `seed`."""
     keras.utils.set_random_seed(seed)
-    predictor = nets.mlp_predictor(input_shape, num_classes)
+    predictor = make_predictor(input_shape, num_classes)
     settings = dict(method)
     kind = settings.pop("kind", "adversarial")
     if kind == "ce":
@@ -141,3 +169,198 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
         cells = [f"{entry[c]:.3f} ± {entry[c + '_std']:.3f}" for c in columns]
         lines.append(f"| {entry['method']} | " + " | ".join(cells) + f" | {entry['seeds']} |")
     return "\n".join(lines)
+
+
+# -- step cost -------------------------------------------------------------------------------
+
+
+def step_times(methods, x, y, num_classes, batch_size=128, steps=100, repeats=3):
+    """Seconds per training step of each method on the same batch, in this process.
+
+    Each method's model is built once and warmed up (tracing, compilation); then the methods
+    are timed in turn, `repeats` rounds interleaved, each a `fit` over `steps` copies of one
+    batch, and the median is kept. Returns `{name: seconds}`.
+    """
+    # Every fit after the first hands the same model a fresh iterator, and TensorFlow warns
+    # about retracing each time; the warm-up absorbs the tracing, so the warning is noise here.
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)
+    try:
+        return _step_times(methods, x, y, num_classes, batch_size, steps, repeats)
+    finally:
+        tf_logger.setLevel(level)
+
+
+def _step_times(methods, x, y, num_classes, batch_size, steps, repeats):
+    batch = np.arange(batch_size) % len(x)
+    xs, ys = np.repeat(x[batch][None], steps, 0), np.repeat(y[batch][None], steps, 0)
+    xs, ys = xs.reshape((-1,) + x.shape[1:]), ys.reshape(-1)
+    models, times = {}, {name: [] for name in methods}
+    for name, method in methods.items():
+        models[name] = build(method, x.shape[1:], num_classes, seed=0)
+        _fit_once(models[name], xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes, batch_size)
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            _fit_once(model, xs, ys, num_classes, batch_size)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def _fit_once(model, x, y, num_classes, batch_size):
+    if not isinstance(model, AdversarialLabelLearner):
+        y = keras.utils.to_categorical(y, num_classes)
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+
+
+# -- the resumable comparison ------------------------------------------------------------------
+
+RUN_COLUMNS = (
+    "dataset", "method", "seed", "epochs", "batch_size", "backend", "accuracy", "nll", "ece",
+    "matched_accuracy", "top_class_share", "classes_predicted", "d_acc", "seconds_per_epoch",
+)
+SUMMARY_COLUMNS = ("accuracy", "nll", "ece", "seconds_per_epoch")
+
+
+def compare(
+    datasets=("digits",),
+    methods=None,
+    seeds=(0, 1, 2),
+    epochs=30,
+    batch_size=128,
+    out="results/compare",
+    plots=True,
+    verbose=True,
+):
+    """Run every (dataset, method, seed) not already in `out/runs.json`; return the summary.
+
+    Files in `out`: `runs.json` and `runs.csv` (one row per run, rewritten atomically after
+    each run, so a killed sweep leaves only whole rows), `step_times.json` (seconds per step
+    and the ratio to cross-entropy, per dataset and backend), `probs/` (test probabilities per
+    run, for reliability diagrams), `summary.md`, and with `plots`, `comparison.png` and
+    `reliability_<dataset>.png`. A run counts as done when its dataset, method, seed, epochs,
+    batch size and backend all match.
+    """
+    methods = _select(methods or list(METHODS), METHODS, "method")
+    datasets = _select(list(datasets), COMPARE_DATASETS, "dataset")
+    backend = keras.backend.backend()
+    os.makedirs(os.path.join(out, "probs"), exist_ok=True)
+    rows = _read_json(os.path.join(out, "runs.json"), [])
+    timings = _read_json(os.path.join(out, "step_times.json"), {})
+    key = lambda r: (r["dataset"], r["method"], int(r["seed"]), int(r["epochs"]),
+                     int(r["batch_size"]), r["backend"])
+    done = {key(r) for r in rows}
+    todo = [
+        (d, m, s) for d in datasets for m in methods for s in seeds
+        if (d, m, s, epochs, batch_size, backend) not in done
+    ]
+    if verbose:
+        print(f"{len(todo)} runs to do, {len(seeds) * len(methods) * len(datasets) - len(todo)} "
+              f"already in {out}")
+    bar = keras.utils.Progbar(len(todo), unit_name="run", interval=30) if verbose and todo else None
+    for dataset in datasets:
+        pending = [(m, s) for d, m, s in todo if d == dataset]
+        timing_key = f"{dataset}/{backend}/batch{batch_size}"
+        if not pending and timing_key in timings:
+            continue
+        train, test = data.load(dataset), data.load(dataset, split="test")
+        num_classes = int(train[1].max()) + 1
+        if timing_key not in timings or set(methods) - set(timings[timing_key]["seconds"]):
+            timed = {name: METHODS[name] for name in ["ce", *methods]}  # CE is the reference
+            seconds = step_times(timed, *train, num_classes, batch_size)
+            timings[timing_key] = {
+                "seconds": seconds,
+                "ratio_to_ce": {m: t / seconds["ce"] for m, t in seconds.items()},
+            }
+            _write_json(os.path.join(out, "step_times.json"), timings)
+        for method, seed in pending:
+            row, model, _ = run(METHODS[method], train, test, num_classes, seed, epochs, batch_size)
+            np.save(os.path.join(out, "probs", f"{dataset}-{method}-seed{seed}.npy"),
+                    predict_probs(model, test[0]).astype("float32"))
+            rows.append({"dataset": dataset, "method": method, "epochs": epochs,
+                         "batch_size": batch_size, "backend": backend, **row})
+            _write_rows(out, rows)
+            if bar:
+                bar.add(1)
+    selected = [r for r in rows if r["dataset"] in datasets and r["method"] in methods
+                and int(r["seed"]) in seeds and int(r["epochs"]) == epochs
+                and int(r["batch_size"]) == batch_size and r["backend"] == backend]
+    summary = []
+    for dataset in datasets:
+        ratios = timings.get(f"{dataset}/{backend}/batch{batch_size}", {}).get("ratio_to_ce", {})
+        for entry in summarize([r for r in selected if r["dataset"] == dataset], SUMMARY_COLUMNS):
+            summary.append({"dataset": dataset, **entry,
+                            "step_time_ratio": ratios.get(entry["method"], float("nan"))})
+    _atomic_write(os.path.join(out, "summary.md"), summary_table(summary) + "\n")
+    if plots:
+        _plot(summary, out, datasets, methods, seeds)
+    return summary
+
+
+def summary_table(summary, columns=SUMMARY_COLUMNS):
+    """Markdown table of `compare`'s summary: mean ± std over seeds, and the step-time ratio."""
+    lines = ["| dataset | method | " + " | ".join(columns) + " | step time / CE | seeds |",
+             "|---" * (len(columns) + 4) + "|"]
+    for e in summary:
+        cells = [f"{e[c]:.3f} ± {e[c + '_std']:.3f}" for c in columns]
+        lines.append(f"| {e['dataset']} | {e['method']} | " + " | ".join(cells)
+                     + f" | {e['step_time_ratio']:.2f}x | {e['seeds']} |")
+    return "\n".join(lines)
+
+
+def _select(names, valid, what):
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"Unknown {what} {unknown[0]!r}; choose from: {', '.join(valid)}.")
+    return list(dict.fromkeys(names))
+
+
+def _plot(summary, out, datasets, methods, seeds):
+    import matplotlib.pyplot as plt
+
+    from alllib import plots
+
+    fig = plots.compare_bars(summary, ("accuracy", "nll", "ece"))
+    fig.savefig(os.path.join(out, "comparison.png"), dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    for dataset in datasets:
+        _, labels = data.load(dataset, split="test")
+        fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.3), squeeze=False)
+        for ax, method in zip(axes[0], methods):
+            probs = np.load(os.path.join(out, "probs", f"{dataset}-{method}-seed{seeds[0]}.npy"))
+            plots.reliability_diagram(probs, labels, ax=ax, title=method)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, f"reliability_{dataset}.png"), dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+
+def _write_rows(out, rows):
+    _write_json(os.path.join(out, "runs.json"), rows)
+    path = os.path.join(out, "runs.csv")
+    with open(path + ".tmp", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def _write_json(path, value):
+    _atomic_write(path, json.dumps(value, indent=1))
+
+
+def _atomic_write(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def _read_json(path, default):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)

@@ -93,3 +93,24 @@ def show_sample_history(snapshots, reference=None, columns=6):
         show_samples(samples, ax=ax, title=f"epoch {epoch}", reference=reference)
     fig.tight_layout()
     return fig
+
+
+def compare_bars(summary, columns=("accuracy", "nll", "ece")):
+    """One panel per column: a bar per method (grouped by dataset) at the mean over seeds,
+    with the standard deviation as an error bar. `summary` is `experiments.compare`'s output."""
+    datasets = list(dict.fromkeys(e["dataset"] for e in summary))
+    methods = list(dict.fromkeys(e["method"] for e in summary))
+    width = 0.8 / len(methods)
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.4), squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for j, method in enumerate(methods):
+            entries = {e["dataset"]: e for e in summary if e["method"] == method}
+            xs = [i + (j - (len(methods) - 1) / 2) * width for i, d in enumerate(datasets)
+                  if d in entries]
+            ax.bar(xs, [entries[d][column] for d in datasets if d in entries], width,
+                   yerr=[entries[d][column + "_std"] for d in datasets if d in entries],
+                   capsize=3, label=method)
+        ax.set(xticks=range(len(datasets)), xticklabels=datasets, title=column)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

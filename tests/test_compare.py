@@ -1,0 +1,83 @@
+"""`python -m alllib compare`: the command line, and resuming a killed sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, **kwargs):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "alllib", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, **kwargs)
+
+
+def test_help_documents_every_flag():
+    result = cli("compare", "--help")
+    assert result.returncode == 0
+    for flag in ("--datasets", "--methods", "--seeds", "--epochs", "--batch-size", "--out",
+                 "--no-plots"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--methods", "ce,svm"], "unknown method 'svm' for --methods; choose from: ce, "),
+        (["--datasets", "imagenet"], "unknown dataset 'imagenet' for --datasets; choose from: digits"),
+        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
+        (["--colour"], "unrecognized arguments: --colour"),
+    ],
+)
+def test_bad_flags_give_one_line(args, message):
+    result = cli("compare", *args)
+    assert result.returncode == 2
+    # TensorFlow's C++ runtime may print start-up lines on import; ours is one line, the last.
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert result.stderr.strip().splitlines()[-1] == errors[0]
+    assert "usage:" not in result.stderr
+
+
+def rows(out):
+    path = os.path.join(out, "runs.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_a_killed_sweep_resumes_without_repeating_runs(tmp_path):
+    out = str(tmp_path / "sweep")
+    args = ["compare", "--methods", "ce,adversarial", "--seeds", "3", "--epochs", "2",
+            "--no-plots", "--out", out]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen([sys.executable, "-m", "alllib", *args], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(rows(out)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = rows(out)
+    assert 2 <= len(before) < 6, f"kill the sweep midway, not at {len(before)} of 6 runs"
+
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert f"{6 - len(before)} runs to do, {len(before)} already in" in result.stdout
+    after = rows(out)
+    keys = [(r["method"], r["seed"]) for r in after]
+    assert len(after) == 6 and len(set(keys)) == 6
+    assert after[: len(before)] == before  # finished runs were kept, not repeated
+    with open(os.path.join(out, "runs.csv")) as f:
+        lines = f.read().strip().splitlines()
+    assert len(lines) == 7 and all(line.count(",") == lines[0].count(",") for line in lines)
+    assert "| digits | adversarial |" in result.stdout
+    assert not any(name.endswith(".tmp") for name in os.listdir(out))

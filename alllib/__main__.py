@@ -65,7 +65,7 @@ def main(argv=None):
             datasets=args.datasets, methods=args.methods, seeds=list(range(args.seeds)),
             epochs=args.epochs, batch_size=args.batch_size, out=args.out, plots=not args.no_plots,
         )
-    except data.DatasetUnavailable as error:
+    except (data.DatasetUnavailable, experiments.ResultsError) as error:
         parser.error(str(error).splitlines()[0])
     print(experiments.summary_table(summary))
     print(f"\nAll runs: {os.path.join(args.out, 'runs.csv')}; summary: "

@@ -35,6 +35,10 @@ METHODS = {
 }
 COMPARE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 
+
+class ResultsError(ValueError):
+    """A results file of `compare` that cannot be read."""
+
 ADVERSARIAL_DEFAULTS = dict(
     conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0, loss="non_saturating",
     penalty=None, penalty_weight=10.0, d_steps=1, spectral_norm=False,
@@ -217,7 +221,7 @@ def _fit_once(model, x, y, num_classes, batch_size):
 # -- the resumable comparison ------------------------------------------------------------------
 
 RUN_COLUMNS = (
-    "dataset", "method", "seed", "epochs", "batch_size", "backend", "accuracy", "nll", "ece",
+    "dataset", "method", "settings", "seed", "epochs", "batch_size", "backend", "accuracy", "nll", "ece",
     "matched_accuracy", "top_class_share", "classes_predicted", "d_acc", "seconds_per_epoch",
 )
 SUMMARY_COLUMNS = ("accuracy", "nll", "ece", "seconds_per_epoch")
@@ -236,56 +240,60 @@ def compare(
     """Run every (dataset, method, seed) not already in `out/runs.json`; return the summary.
 
     Files in `out`: `runs.json` and `runs.csv` (one row per run, rewritten atomically after
-    each run, so a killed sweep leaves only whole rows), `step_times.json` (seconds per step
-    and the ratio to cross-entropy, per dataset and backend), `probs/` (test probabilities per
-    run, for reliability diagrams), `summary.md`, and with `plots`, `comparison.png` and
-    `reliability_<dataset>.png`. A run counts as done when its dataset, method, seed, epochs,
-    batch size and backend all match.
+    each run and once more at the end, so a killed sweep leaves only whole rows),
+    `step_times.json` (seconds per step and the ratio to cross-entropy, per dataset, backend
+    and batch size), `probs/` (test probabilities per run, for reliability diagrams),
+    `summary.md`, and with `plots`, `comparison.png` and `reliability_<dataset>.png`. A run
+    counts as done when its dataset, method name and settings, seed, epochs, batch size and
+    backend all match.
     """
     methods = _select(methods or list(METHODS), METHODS, "method")
     datasets = _select(list(datasets), COMPARE_DATASETS, "dataset")
+    seeds = list(dict.fromkeys(int(seed) for seed in seeds))
     backend = keras.backend.backend()
     os.makedirs(os.path.join(out, "probs"), exist_ok=True)
     rows = _read_json(os.path.join(out, "runs.json"), [])
     timings = _read_json(os.path.join(out, "step_times.json"), {})
-    key = lambda r: (r["dataset"], r["method"], int(r["seed"]), int(r["epochs"]),
-                     int(r["batch_size"]), r["backend"])
-    done = {key(r) for r in rows}
-    todo = [
-        (d, m, s) for d in datasets for m in methods for s in seeds
-        if (d, m, s, epochs, batch_size, backend) not in done
-    ]
+    config = dict(epochs=epochs, batch_size=batch_size, backend=backend)
+    try:
+        done = {_run_key(r) for r in rows}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ResultsError(f"{os.path.join(out, 'runs.json')} has a malformed row ({error!r}); "
+                         "delete the file or choose another output folder.") from error
+    wanted = [dict(dataset=d, method=m, settings=_settings(m), seed=s, **config)
+              for d in datasets for m in methods for s in seeds]
+    todo = [w for w in wanted if _run_key(w) not in done]
     if verbose:
-        print(f"{len(todo)} runs to do, {len(seeds) * len(methods) * len(datasets) - len(todo)} "
-              f"already in {out}")
+        print(f"{len(todo)} runs to do, {len(wanted) - len(todo)} already in {out}")
     bar = keras.utils.Progbar(len(todo), unit_name="run", interval=30) if verbose and todo else None
     for dataset in datasets:
-        pending = [(m, s) for d, m, s in todo if d == dataset]
-        timing_key = f"{dataset}/{backend}/batch{batch_size}"
-        if not pending and timing_key in timings:
+        pending = [w for w in todo if w["dataset"] == dataset]
+        timing = timings.setdefault(f"{dataset}/{backend}/batch{batch_size}",
+                                    {"seconds": {}, "ratio_to_ce": {}})
+        untimed = [m for m in methods if m not in timing["ratio_to_ce"]]
+        if not pending and not untimed:
             continue
         train, test = data.load(dataset), data.load(dataset, split="test")
         num_classes = int(train[1].max()) + 1
-        if timing_key not in timings or set(methods) - set(timings[timing_key]["seconds"]):
-            timed = {name: METHODS[name] for name in ["ce", *methods]}  # CE is the reference
-            seconds = step_times(timed, *train, num_classes, batch_size)
-            timings[timing_key] = {
-                "seconds": seconds,
-                "ratio_to_ce": {m: t / seconds["ce"] for m, t in seconds.items()},
-            }
+        if untimed:
+            # CE is the reference and is timed again with them, in this process.
+            seconds = step_times({m: METHODS[m] for m in ["ce", *untimed]}, *train, num_classes,
+                                 batch_size)
+            for method in untimed:
+                timing["seconds"][method] = seconds[method]
+                timing["ratio_to_ce"][method] = seconds[method] / seconds["ce"]
             _write_json(os.path.join(out, "step_times.json"), timings)
-        for method, seed in pending:
-            row, model, _ = run(METHODS[method], train, test, num_classes, seed, epochs, batch_size)
-            np.save(os.path.join(out, "probs", f"{dataset}-{method}-seed{seed}.npy"),
-                    predict_probs(model, test[0]).astype("float32"))
-            rows.append({"dataset": dataset, "method": method, "epochs": epochs,
-                         "batch_size": batch_size, "backend": backend, **row})
+        for want in pending:
+            row, model, _ = run(METHODS[want["method"]], train, test, num_classes, want["seed"],
+                                epochs, batch_size)
+            np.save(probs_path(out, **want), predict_probs(model, test[0]).astype("float32"))
+            rows.append({**want, **row})
             _write_rows(out, rows)
             if bar:
                 bar.add(1)
-    selected = [r for r in rows if r["dataset"] in datasets and r["method"] in methods
-                and int(r["seed"]) in seeds and int(r["epochs"]) == epochs
-                and int(r["batch_size"]) == batch_size and r["backend"] == backend]
+    _write_rows(out, rows)  # also repairs a CSV left behind its JSON by a kill between the two
+    wanted_keys = {_run_key(w) for w in wanted}
+    selected = [r for r in rows if _run_key(r) in wanted_keys]
     summary = []
     for dataset in datasets:
         ratios = timings.get(f"{dataset}/{backend}/batch{batch_size}", {}).get("ratio_to_ce", {})
@@ -294,8 +302,23 @@ def compare(
                             "step_time_ratio": ratios.get(entry["method"], float("nan"))})
     _atomic_write(os.path.join(out, "summary.md"), summary_table(summary) + "\n")
     if plots:
-        _plot(summary, out, datasets, methods, seeds)
+        _plot(summary, out, datasets, methods, seeds[0], config)
     return summary
+
+
+def probs_path(out, dataset, method, seed, epochs, batch_size, backend, **_):
+    """Where `compare` keeps one run's test probabilities."""
+    name = f"{dataset}-{method}-seed{seed}-epochs{epochs}-batch{batch_size}-{backend}.npy"
+    return os.path.join(out, "probs", name)
+
+
+def _settings(method):
+    return json.dumps(METHODS[method], sort_keys=True)
+
+
+def _run_key(row):
+    return (row["dataset"], row["method"], row["settings"], int(row["seed"]), int(row["epochs"]),
+            int(row["batch_size"]), row["backend"])
 
 
 def summary_table(summary, columns=SUMMARY_COLUMNS):
@@ -316,7 +339,7 @@ def _select(names, valid, what):
     return list(dict.fromkeys(names))
 
 
-def _plot(summary, out, datasets, methods, seeds):
+def _plot(summary, out, datasets, methods, seed, config):
     import matplotlib.pyplot as plt
 
     from alllib import plots
@@ -328,8 +351,9 @@ def _plot(summary, out, datasets, methods, seeds):
         _, labels = data.load(dataset, split="test")
         fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.3), squeeze=False)
         for ax, method in zip(axes[0], methods):
-            probs = np.load(os.path.join(out, "probs", f"{dataset}-{method}-seed{seeds[0]}.npy"))
-            plots.reliability_diagram(probs, labels, ax=ax, title=method)
+            path = probs_path(out, dataset, method, seed, **config)
+            if os.path.exists(path):
+                plots.reliability_diagram(np.load(path), labels, ax=ax, title=method)
         fig.tight_layout()
         fig.savefig(os.path.join(out, f"reliability_{dataset}.png"), dpi=110, bbox_inches="tight")
         plt.close(fig)
@@ -362,5 +386,9 @@ def _atomic_write(path, text):
 def _read_json(path, default):
     if not os.path.exists(path):
         return default
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as error:
+        raise ResultsError(f"{path} is not valid JSON ({error}); delete it or choose another "
+                         "output folder.") from error

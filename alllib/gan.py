@@ -10,7 +10,7 @@ One `train_step` is one round:
 import keras
 from keras import ops
 
-from alllib import losses
+from alllib import checks, losses
 from alllib.backend import minimize
 from alllib.twoplayer import TwoPlayerModel
 
@@ -30,10 +30,7 @@ class GAN(TwoPlayerModel):
 
     def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim <= 0:
-            raise ValueError(
-                f"`latent_dim` must be a positive integer; received {latent_dim!r}."
-            )
+        latent_dim = checks.integer("latent_dim", latent_dim, 1)
         for arg, network in (("generator", generator), ("discriminator", discriminator)):
             if not isinstance(network, keras.Model):
                 raise TypeError(

@@ -5,8 +5,10 @@ and says whether it is a real (softened, randomized) ground-truth label or a pre
 `train_step` is one round:
 1. the discriminator trains on real targets (label real) against the predictor's current
    outputs (label fake);
-2. the predictor trains through the discriminator, whose weights are not touched, to make its
-   outputs pass as real, plus `ce_weight` times the ordinary cross-entropy (the hybrid).
+2. the predictor trains through the discriminator, whose weights are not updated, to make its
+   outputs pass as real, plus `ce_weight` times the ordinary cross-entropy (the hybrid). The
+   discriminator runs in training mode here too, so its layer state (BatchNorm statistics, the
+   power-iteration vector of `SpectralDense`) may advance, as in a GAN's generator step.
 
 With `conditional=False` (the essay's version) the discriminator sees the label vector alone;
 with `conditional=True` it sees the pair `[x, label_vector]` and can tell which class is right.
@@ -16,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from alllib import losses
+from alllib import checks, losses
 from alllib.backend import apply, forward, gradients, minimize, run_test_step, tensor_gradient
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
@@ -66,8 +68,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
                 raise TypeError(
                     f"`{arg}` must be a keras.Model; received {type(network).__name__}."
                 )
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2; received {num_classes!r}.")
+        num_classes = checks.integer("num_classes", num_classes, 2)
         if not isinstance(conditional, bool):
             raise TypeError(f"`conditional` must be True or False; received {conditional!r}.")
         targets = SoftTargets() if targets is None else targets
@@ -75,8 +76,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
             raise TypeError(
                 f"`targets` must be an alllib.SoftTargets; received {type(targets).__name__}."
             )
-        if not isinstance(ce_weight, (int, float)) or isinstance(ce_weight, bool) or ce_weight < 0:
-            raise ValueError(f"`ce_weight` must be a non-negative number; received {ce_weight!r}.")
+        ce_weight = checks.number("ce_weight", ce_weight)
         self.predictor = predictor
         self.discriminator = discriminator
         self.num_classes = num_classes
@@ -87,6 +87,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.nll_tracker = keras.metrics.Mean(name="nll")
         self.ece_tracker = CalibrationError(name="ece")
+        self._probed = set()  # input signatures both networks were checked on
         self.built = True
 
     @property
@@ -138,7 +139,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     def duel_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        labels = _label_batch(labels)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
 
         # One forward pass of the predictor serves both players: the discriminator trains on its
@@ -186,7 +187,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     def _evaluate_batch(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        labels = _label_batch(labels)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         accuracy = self._metric("accuracy")
@@ -221,15 +222,29 @@ class AdversarialLabelLearner(TwoPlayerModel):
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        self._reject_weights(kwargs, ("sample_weight", "class_weight"))
         self._check_data(x, y, "x", "y")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            if len(validation) == 3:
+                self._reject_weights({"validation_data[2]": validation[2]}, ("validation_data[2]",))
             self._check_data(validation[0], validation[1], "validation_data[0]", "validation_data[1]")
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._check_data(x, y, "x", "y")
+        self._reject_weights(kwargs, ("sample_weight",))
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation pass: checked in fit
+            self._check_data(x, y, "x", "y")
         return super().evaluate(x, y, *args, **kwargs)
+
+    @staticmethod
+    def _reject_weights(kwargs, names):
+        for name in names:
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"`{name}` is not supported by AdversarialLabelLearner: both players "
+                    "weight every example equally."
+                )
 
     def _check_data(self, x, y, x_name, y_name):
         """Validate labels and inputs, then run both networks once on two examples.
@@ -281,6 +296,9 @@ class AdversarialLabelLearner(TwoPlayerModel):
         self._probe(x[:2])
 
     def _probe(self, x):
+        signature = (tuple(x.shape[1:]), str(x.dtype))
+        if signature in self._probed:  # the networks have not changed shape since
+            return
         try:
             probs = ops.convert_to_numpy(self.predictor(x, training=False)).astype("float64")
         except Exception as error:
@@ -324,6 +342,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
                 "`discriminator` must return one score per example, shape (batch, 1); on "
                 f"{called_on} it returned shape {tuple(scores.shape)}."
             )
+        self._probed.add(signature)
 
     # -- serialization ------------------------------------------------------------------------
 
@@ -345,6 +364,18 @@ class AdversarialLabelLearner(TwoPlayerModel):
         for key in ("predictor", "discriminator", "targets"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _label_batch(labels):
+    """Integer labels as a flat int32 batch; a wrong shape fails while tracing, with a message
+    (arrays are checked fully before `fit`; generators only get this check)."""
+    shape = tuple(labels.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(
+            "labels must be integer class labels of shape (batch,) or (batch, 1); received a "
+            f"batch of shape {shape}. For one-hot labels pass `labels.argmax(-1)`."
+        )
+    return ops.reshape(ops.cast(labels, "int32"), (-1,))
 
 
 def _correct(probs, labels):

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 from keras import ops, random
 
-from alllib import backend
+from alllib import backend, checks
 
 AdversarialLoss = namedtuple("AdversarialLoss", "discriminator generator logistic threshold")
 
@@ -89,11 +89,7 @@ def check_penalty(name, weight):
             f"Unknown penalty {name!r} for argument `penalty`; expected None or one of "
             f"{list(PENALTIES)}."
         )
-    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-        raise ValueError(
-            f"`penalty_weight` must be a non-negative number; received {weight!r}."
-        )
-    return name, float(weight)
+    return name, checks.number("penalty_weight", weight)
 
 
 def discriminator_loss(name, real_scores, fake_scores):

@@ -37,12 +37,19 @@ def mode_coverage(samples, centres, std):
 
 
 def _check_probs(probs, labels):
-    probs = np.asarray(probs, dtype="float64")
+    probs = np.asarray(probs)
+    if not np.issubdtype(probs.dtype, np.floating):
+        probs = probs.astype("float64")
     labels = np.asarray(labels).reshape(-1)
-    if probs.ndim != 2 or len(probs) != len(labels):
+    if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
         raise ValueError(
-            f"`probs` must have shape (n, num_classes) with n = len(labels) = {len(labels)}; "
+            f"`probs` must have shape (n, num_classes) with n = len(labels) = {len(labels)} > 0; "
             f"received {probs.shape}."
+        )
+    if labels.min() < 0 or labels.max() >= probs.shape[1]:
+        raise ValueError(
+            f"`labels` must lie in [0, {probs.shape[1]}); found values from {labels.min()} to "
+            f"{labels.max()}."
         )
     return probs, labels.astype("int64")
 
@@ -55,19 +62,23 @@ def accuracy(probs, labels):
 def nll(probs, labels, eps=1e-7):
     """Mean negative log-likelihood of the true class (probabilities clipped at `eps`)."""
     probs, labels = _check_probs(probs, labels)
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], eps, 1.0)).mean())
+    true_class = probs[np.arange(len(labels)), labels].astype("float64")
+    return float(-np.log(np.clip(true_class, eps, 1.0)).mean())
 
 
 def calibration_bins(probs, labels, bins=ECE_BINS):
     """Per confidence bin (lo, hi] of equal width: example count, summed confidence and
-    summed correctness. Sums, not means, so batches can be added up."""
+    summed correctness. Sums, not means, so batches can be added up. The bin index is computed
+    in the probabilities' own precision, as `CalibrationError` does, so an edge case such as a
+    float32 confidence of 0.8 lands in the same bin in both."""
     probs, labels = _check_probs(probs, labels)
     confidence = probs.max(1)
     correct = (probs.argmax(1) == labels).astype("float64")
-    index = np.clip(np.ceil(confidence * bins).astype("int64") - 1, 0, bins - 1)
+    scaled = confidence * np.asarray(bins, dtype=confidence.dtype)
+    index = np.clip(np.ceil(scaled).astype("int64") - 1, 0, bins - 1)
     return (
         np.bincount(index, minlength=bins).astype("float64"),
-        np.bincount(index, confidence, minlength=bins),
+        np.bincount(index, confidence.astype("float64"), minlength=bins),
         np.bincount(index, correct, minlength=bins),
     )
 
@@ -83,6 +94,9 @@ def matched_accuracy(predicted, labels, num_classes):
     classes (the Hungarian algorithm): what a clustering with the wrong names would score."""
     predicted = np.asarray(predicted).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
+    for name, values in (("predicted", predicted), ("labels", labels)):
+        if len(values) == 0 or values.min() < 0 or values.max() >= num_classes:
+            raise ValueError(f"`{name}` must be a non-empty array of classes in [0, {num_classes}).")
     counts = np.zeros((num_classes, num_classes))
     np.add.at(counts, (predicted, labels), 1)
     rows, cols = linear_sum_assignment(-counts)

@@ -11,12 +11,14 @@ vector. Here that is two knobs:
   valid probability vector whose expectation is the mean target. Larger means less noise; `None`
   means no noise.
 
-`SoftTargets(0.0)` gives hard one-hot targets. Luc et al. (2016) had a related "scaling" encoding
+`SoftTargets(0.0, None)` gives hard one-hot targets. Luc et al. (2016) had a related "scaling" encoding
 that moves the ground truth toward the prediction instead of toward uniform.
 """
 
 import keras
 from keras import ops
+
+from alllib import checks
 
 
 @keras.saving.register_keras_serializable(package="alllib")
@@ -31,18 +33,11 @@ class SoftTargets:
     """
 
     def __init__(self, epsilon=0.1, concentration=50.0):
-        if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not 0 <= epsilon < 1:
-            raise ValueError(f"`epsilon` must be a number in [0, 1); received {epsilon!r}.")
+        epsilon = checks.number("epsilon", epsilon, 0.0, 1.0)
         if concentration is not None:
-            if (
-                not isinstance(concentration, (int, float))
-                or isinstance(concentration, bool)
-                or concentration <= 0
-            ):
-                raise ValueError(
-                    f"`concentration` must be None or a positive number; received "
-                    f"{concentration!r}."
-                )
+            concentration = checks.number("concentration", concentration)
+            if concentration == 0:
+                raise ValueError("`concentration` must be None or a positive number; received 0.")
             if epsilon == 0:
                 raise ValueError(
                     "`concentration` (random targets) needs `epsilon` > 0; use "
@@ -73,7 +68,11 @@ class SoftTargets:
             shape, self.concentration * self.epsilon / num_classes, dtype=one_hot.dtype, seed=seed
         )
         draws = one_hot * on + (1.0 - one_hot) * off
-        return draws / ops.sum(draws, axis=-1, keepdims=True)
+        total = ops.sum(draws, axis=-1, keepdims=True)
+        # With tiny parameters every gamma draw of a row can underflow to 0; such a row falls
+        # back to the mean target instead of becoming 0 / 0.
+        safe_total = ops.where(total > 0, total, ops.ones_like(total))
+        return ops.where(total > 0, draws / safe_total, mean)
 
     def get_config(self):
         return {"epsilon": self.epsilon, "concentration": self.concentration}

@@ -9,7 +9,7 @@ becomes the compiled optimizer, while each player's update calls its own optimiz
 import keras
 from keras import ops
 
-from alllib import backend, losses
+from alllib import backend, checks, losses
 
 
 class TwoPlayerModel(keras.Model):
@@ -29,9 +29,7 @@ class TwoPlayerModel(keras.Model):
         """Validate and store the game's settings shared by every two-player model."""
         self.loss_name = losses.check(loss)
         self.penalty, self.penalty_weight = losses.check_penalty(penalty, penalty_weight)
-        if not isinstance(d_steps, int) or isinstance(d_steps, bool) or d_steps < 1:
-            raise ValueError(f"`d_steps` must be a positive integer; received {d_steps!r}.")
-        self.d_steps = d_steps
+        self.d_steps = checks.integer("d_steps", d_steps, 1)
 
     def _discriminator_objective(self, score_fn, real, fake):
         """The discriminator's loss (plus its penalty) on a real and a generated batch.

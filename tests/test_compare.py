@@ -81,3 +81,26 @@ def test_a_killed_sweep_resumes_without_repeating_runs(tmp_path):
     assert len(lines) == 7 and all(line.count(",") == lines[0].count(",") for line in lines)
     assert "| digits | adversarial |" in result.stdout
     assert not any(name.endswith(".tmp") for name in os.listdir(out))
+    assert len(os.listdir(os.path.join(out, "probs"))) == 6
+    with open(os.path.join(out, "step_times.json")) as f:
+        (timing,) = json.load(f).values()
+    assert sorted(timing["ratio_to_ce"]) == ["adversarial", "ce"]
+
+
+def test_adding_a_method_times_it_and_keeps_the_others(tmp_path):
+    from alllib import experiments
+
+    out = str(tmp_path / "grow")
+    settings = dict(seeds=[0], epochs=1, out=out, plots=False, verbose=False)
+    experiments.compare(methods=["ce"], **settings)
+    summary = experiments.compare(methods=["ce", "hybrid"], **settings)
+    assert [e["method"] for e in summary] == ["ce", "hybrid"]
+    assert all(e["step_time_ratio"] > 0 for e in summary)
+    assert len(rows(out)) == 2
+    with open(os.path.join(out, "step_times.json")) as f:
+        (timing,) = json.load(f).values()
+    assert sorted(timing["ratio_to_ce"]) == ["ce", "hybrid"]
+    with open(os.path.join(out, "runs.json"), "w") as f:
+        f.write("[{")  # a damaged results file gets a clear error, not a traceback
+    with pytest.raises(experiments.ResultsError, match="not valid JSON"):
+        experiments.compare(methods=["ce"], **settings)

@@ -73,6 +73,41 @@ def test_a_penalty_changes_only_the_discriminators_update(penalty):
     assert all(np.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(without, with_penalty))
 
 
+@pytest.mark.parametrize("loss", sorted(alllib.losses.LOSSES))
+def test_every_loss_trains(loss):
+    history = make_learner(conditional=True, loss=loss).fit(*blobs(), batch_size=60, epochs=2,
+                                                            verbose=0)
+    for key in ("d_loss", "p_loss", "d_acc"):
+        assert all(np.isfinite(history.history[key])), (loss, key)
+    assert all(0.0 <= v <= 1.0 for v in history.history["d_acc"])
+
+
+def test_one_forward_pass_gives_the_same_gradient_as_two():
+    """backend.forward + tensor_gradient (the learner's round) against differentiating the
+    whole predictor objective at once."""
+    from alllib import backend
+
+    learner = make_learner(conditional=True, ce_weight=0.7)
+    x, y = blobs(32)
+    x = ops.convert_to_tensor(x)
+    one_hot = ops.one_hot(ops.convert_to_tensor(y, "int32"), K, dtype="float32")
+    variables = learner.predictor.trainable_variables
+
+    def objective(probs):
+        adversarial, ce = learner._predictor_loss_terms(x, one_hot, probs, training=False)
+        return adversarial + 0.7 * ce, ()
+
+    _, _, direct = backend.gradients(
+        lambda: objective(ops.cast(learner.predictor(x), "float32")), variables)
+    probs, pullback = backend.forward(lambda: ops.cast(learner.predictor(x), "float32"), variables)
+    _, _, output_grads = backend.tensor_gradient(objective, ops.stop_gradient(probs))
+    shared = pullback(output_grads)
+    for a, b in zip(direct, shared):
+        np.testing.assert_allclose(ops.convert_to_numpy(a), ops.convert_to_numpy(b),
+                                   rtol=1e-5, atol=1e-7)
+    assert max(float(np.abs(ops.convert_to_numpy(g)).max()) for g in direct) > 0
+
+
 def test_optimizers_advance_their_own_state_and_d_steps_counts():
     learner = make_learner(d_steps=2)
     learner.fit(*blobs(), batch_size=60, epochs=2, verbose=0)  # 8 rounds
@@ -126,6 +161,8 @@ def test_calibration_error_metric_matches_numpy():
     logits = 3 * rng.standard_normal((500, 5))
     probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype("float32")
     labels = rng.integers(0, 5, 500)
+    # float32 confidences on bin edges (0.8 = 12/15, 0.6 = 9/15) must land in the same bin
+    probs[:2] = np.array([[0.8, 0.05, 0.05, 0.05, 0.05], [0.6, 0.1, 0.1, 0.1, 0.1]], "float32")
     metric = metrics.CalibrationError()
     for i in range(0, 500, 128):
         metric.update_state(labels[i:i + 128], probs[i:i + 128])
@@ -154,6 +191,12 @@ def test_soft_targets_are_probability_vectors_with_the_configured_mean(epsilon, 
         m = 1 - epsilon + epsilon / 4
         on = draws[np.arange(20000), labels]
         assert on.var() == pytest.approx(m * (1 - m) / (concentration + 1), rel=0.1)
+
+
+def test_tiny_concentrations_never_give_nan():
+    one_hot = ops.one_hot(ops.convert_to_tensor(np.arange(5000) % 10, "int32"), 10, dtype="float32")
+    draws = ops.convert_to_numpy(alllib.SoftTargets(0.01, 0.05)(one_hot, seed=keras.random.SeedGenerator(0)))
+    assert np.all(np.isfinite(draws)) and np.allclose(draws.sum(1), 1, atol=1e-5)
 
 
 def test_hard_targets_are_one_hot():
@@ -232,6 +275,11 @@ def bad_input_cases():
         ("unknown loss", lambda: ok(loss="wgan"), "Unknown adversarial loss 'wgan'"),
         ("unknown penalty", lambda: ok(penalty="gp"), "Unknown penalty 'gp'"),
         ("d_steps", lambda: ok(d_steps=0), "`d_steps` must be a positive integer"),
+        ("sample weights", lambda: ok().fit(x, y, sample_weight=np.ones(60), verbose=0),
+         "`sample_weight` is not supported"),
+        ("one-hot labels from a generator", lambda: ok().fit(
+            ((x, np.eye(K)[y]) for _ in range(2)), steps_per_epoch=2, epochs=1, verbose=0),
+         r"labels must be integer class labels.*\((60|None), 3\)"),
         ("missing optimizer", lambda: alllib.AdversarialLabelLearner(
             nets.mlp_predictor((4,), K), nets.label_discriminator(K), K).compile(d_optimizer="adam"),
          "p_optimizer"),
@@ -258,6 +306,14 @@ def test_image_sized_reference_networks_train():
     history = learner.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["p_loss"][0])
     assert learner.predict(x, verbose=0).shape == (16, 10)
+
+
+def test_numpy_scalars_are_accepted():
+    learner = alllib.AdversarialLabelLearner(
+        nets.mlp_predictor((4,), K), nets.label_discriminator(K), np.int64(K),
+        targets=alllib.SoftTargets(np.float32(0.1), np.float64(20.0)), ce_weight=np.float32(0.5))
+    learner.compile(d_optimizer="adam", p_optimizer="adam", d_steps=np.int32(2))
+    assert learner.num_classes == K and learner.d_steps == 2
 
 
 def test_config_round_trip():

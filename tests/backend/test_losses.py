@@ -67,17 +67,21 @@ def test_penalties_have_their_closed_form_on_a_linear_critic(w):
     assert gp == pytest.approx((norm - 1) ** 2, rel=1e-4)
 
 
-def test_r1_matches_finite_differences_on_a_small_mlp():
+@pytest.mark.parametrize(
+    "name, from_norms",
+    [("r1", lambda n: 0.5 * (n**2).mean()), ("gradient_penalty", lambda n: ((n - 1) ** 2).mean())],
+)
+def test_penalties_match_finite_differences_on_a_small_mlp(name, from_norms):
     keras.utils.set_random_seed(0)
     critic = nets.mlp_discriminator(input_dim=3, width=8, depth=2)
-    real = np.random.default_rng(1).standard_normal((5, 3))
+    points = np.random.default_rng(1).standard_normal((5, 3))
     f = lambda x: ops.convert_to_numpy(critic(x.astype("float32"))).astype("float64")[:, 0]
     h = 1e-3
-    grads = np.stack(
-        [(f(real + h * e) - f(real - h * e)) / (2 * h) for e in np.eye(3)], axis=1
-    )
-    expected = 0.5 * (grads**2).sum(axis=1).mean()
-    got = float(ops.convert_to_numpy(losses.penalty("r1", critic, real.astype("float32"), None)))
+    grads = np.stack([(f(points + h * e) - f(points - h * e)) / (2 * h) for e in np.eye(3)], 1)
+    expected = from_norms(np.linalg.norm(grads, axis=1))
+    # real == fake: every gradient-penalty interpolate is that point, whatever the uniform draw
+    p = points.astype("float32")
+    got = float(ops.convert_to_numpy(losses.penalty(name, critic, p, p, seed=0)))
     assert got == pytest.approx(expected, rel=1e-2)
 
 

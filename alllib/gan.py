@@ -12,7 +12,7 @@ from keras import ops
 
 from alllib import checks, losses
 from alllib.backend import minimize
-from alllib.twoplayer import TwoPlayerModel
+from alllib.twoplayer import TwoPlayerModel, global_norm
 
 
 @keras.saving.register_keras_serializable(package="alllib")
@@ -26,7 +26,7 @@ class GAN(TwoPlayerModel):
         seed: seed of the model's own noise stream (a `keras.random.SeedGenerator`).
     """
 
-    metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake")
+    metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake", "d_grad_norm", "g_grad_norm")
 
     def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -77,6 +77,9 @@ class GAN(TwoPlayerModel):
         penalty=None,
         penalty_weight=10.0,
         d_steps=1,
+        label_smoothing=0.0,
+        instance_noise=0.0,
+        instance_noise_steps=None,
         **kwargs,
     ):
         """Configure training.
@@ -90,10 +93,19 @@ class GAN(TwoPlayerModel):
             penalty: None, `"r1"` or `"gradient_penalty"` (see `alllib.losses.penalty`),
                 added to the discriminator's loss with weight `penalty_weight`.
             d_steps: discriminator updates per generator update.
+            label_smoothing: one-sided label smoothing of the real targets (logistic losses).
+            instance_noise: standard deviation of Gaussian noise added to every input the
+                discriminator sees, real and generated (Sonderby et al. 2016), annealed
+                linearly to 0 over `instance_noise_steps` rounds (constant if None).
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `jit_compile`, `run_eagerly`).
         """
-        self._configure_duel(loss, penalty, penalty_weight, d_steps)
+        self._configure_duel(loss, penalty, penalty_weight, d_steps, label_smoothing)
+        self.instance_noise = checks.number("instance_noise", instance_noise)
+        self.instance_noise_steps = (
+            None if instance_noise_steps is None
+            else checks.integer("instance_noise_steps", instance_noise_steps, 1)
+        )
         self.g_optimizer, self.d_optimizer = self._compile_players(
             {
                 "g_optimizer": (g_optimizer, self.generator),
@@ -106,17 +118,33 @@ class GAN(TwoPlayerModel):
         """The noise the generator is fed during training."""
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
 
+    def instance_noise_std(self, round_index):
+        """The instance noise's standard deviation at a given round (0-based)."""
+        if self.instance_noise_steps is None:
+            return ops.convert_to_tensor(self.instance_noise, "float32")
+        progress = ops.cast(round_index, "float32") / self.instance_noise_steps
+        return self.instance_noise * ops.maximum(1.0 - progress, 0.0)
+
+    def _blur(self, samples, std):
+        """Samples as the discriminator sees them: plus instance noise, if any."""
+        if not self.instance_noise:
+            return samples
+        noise = keras.random.normal(ops.shape(samples), seed=self.seed_generator)
+        return samples + ops.cast(std * noise, samples.dtype)
+
     def duel_step(self, data):
         real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch_size = ops.shape(real)[0]
+        std = self.instance_noise_std(self.optimizer.iterations) if self.instance_noise else None
 
         # Round 1: the discriminator learns real from fake. The generated batch is a constant.
         for _ in range(self.d_steps):
             fake = ops.stop_gradient(
                 self.generator(self.sample_latent(batch_size), training=True)
             )
-            d_loss, (real_scores, fake_scores), _ = minimize(
-                lambda: self._discriminator_objective(self.discriminator, real, fake),
+            seen_real, seen_fake = self._blur(real, std), self._blur(fake, std)
+            d_loss, (real_scores, fake_scores), d_grads = minimize(
+                lambda: self._discriminator_objective(self.discriminator, seen_real, seen_fake),
                 self.discriminator.trainable_variables,
                 self.d_optimizer,
             )
@@ -125,10 +153,11 @@ class GAN(TwoPlayerModel):
         noise = self.sample_latent(batch_size)
 
         def generator_objective():
-            scores = self.discriminator(self.generator(noise, training=True), training=True)
+            samples = self._blur(self.generator(noise, training=True), std)
+            scores = self.discriminator(samples, training=True)
             return losses.generator_loss(self.loss_name, scores), ()
 
-        g_loss, _, _ = minimize(
+        g_loss, _, g_grads = minimize(
             generator_objective, self.generator.trainable_variables, self.g_optimizer
         )
 
@@ -138,6 +167,8 @@ class GAN(TwoPlayerModel):
             d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
             d_real=losses.readable_score(self.loss_name, real_scores),
             d_fake=losses.readable_score(self.loss_name, fake_scores),
+            d_grad_norm=global_norm(d_grads),
+            g_grad_norm=global_norm(g_grads),
         )
 
     def generate(self, n, seed=None):

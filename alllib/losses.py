@@ -92,9 +92,16 @@ def check_penalty(name, weight):
     return name, checks.number("penalty_weight", weight)
 
 
-def discriminator_loss(name, real_scores, fake_scores):
+def discriminator_loss(name, real_scores, fake_scores, label_smoothing=0.0):
+    """The discriminator's loss. `label_smoothing` s (logistic losses only) is one-sided
+    smoothing (Salimans et al. 2016): real examples get the target 1 - s, fakes keep 0. With
+    t = 1 - s the real half's cross-entropy is t softplus(-r) + (1 - t) softplus(r), which is
+    softplus(-r) + s r."""
     real, fake = ops.cast(real_scores, "float32"), ops.cast(fake_scores, "float32")
-    return LOSSES[name].discriminator(real, fake)
+    loss = LOSSES[name].discriminator(real, fake)
+    if label_smoothing:
+        loss = loss + 0.5 * label_smoothing * ops.mean(real)
+    return loss
 
 
 def generator_loss(name, fake_scores):

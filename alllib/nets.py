@@ -1,5 +1,6 @@
 """Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors
-and label-vector discriminators for adversarial label learning, and `SpectralDense`."""
+and label-vector discriminators for adversarial label learning, and two layers for
+discriminators: `SpectralDense` and `MinibatchStdDev`."""
 
 import keras
 from keras import layers, ops
@@ -13,12 +14,19 @@ def mlp_generator(latent_dim, output_dim=2, width=128, depth=2, name="generator"
     return keras.Model(inputs, layers.Dense(output_dim)(x), name=name)
 
 
-def mlp_discriminator(input_dim=2, width=128, depth=2, name="discriminator"):
-    """Point -> one logit."""
+def mlp_discriminator(
+    input_dim=2, width=128, depth=2, spectral_norm=False, minibatch_std=False,
+    name="discriminator",
+):
+    """Point -> one logit. `spectral_norm` uses `SpectralDense` layers; `minibatch_std` gives the
+    last hidden layer the batch's feature spread (`MinibatchStdDev`)."""
+    dense = SpectralDense if spectral_norm else layers.Dense
     x = inputs = keras.Input((input_dim,))
-    for _ in range(depth):
-        x = layers.Dense(width, activation="relu")(x)
-    return keras.Model(inputs, layers.Dense(1)(x), name=name)
+    for i in range(depth):
+        if minibatch_std and i == depth - 1:
+            x = MinibatchStdDev()(x)
+        x = dense(width, activation="relu")(x)
+    return keras.Model(inputs, dense(1)(x), name=name)
 
 
 def dcgan_generator(latent_dim, image_shape=(28, 28, 1), width=64, name="generator"):
@@ -41,11 +49,15 @@ def dcgan_generator(latent_dim, image_shape=(28, 28, 1), width=64, name="generat
     return keras.Model(inputs, x, name=name)
 
 
-def dcgan_discriminator(image_shape=(28, 28, 1), width=64, name="discriminator"):
-    """Image -> one logit: two stride-2 convs with LeakyReLU, no BatchNorm (safe for penalties)."""
+def dcgan_discriminator(image_shape=(28, 28, 1), width=64, minibatch_std=False,
+                        name="discriminator"):
+    """Image -> one logit: two stride-2 convs with LeakyReLU, no BatchNorm (safe for penalties).
+    `minibatch_std` appends the batch's feature spread as a channel before the second conv."""
     x = inputs = keras.Input(image_shape)
     x = layers.Conv2D(width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
+    if minibatch_std:
+        x = MinibatchStdDev()(x)
     x = layers.Conv2D(2 * width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Flatten()(x)
@@ -91,6 +103,24 @@ class SpectralDense(layers.Layer):
         config = super().get_config()
         config.update(units=self.units, activation=keras.activations.serialize(self.activation))
         return config
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class MinibatchStdDev(layers.Layer):
+    """Append one feature: the standard deviation of each feature across the batch, averaged
+    (Karras et al. 2018). A collapsed generator makes every sample alike, and this feature lets
+    the discriminator see that, which no per-example feature can. Works on `(batch, features)`
+    (one extra feature) and `(batch, height, width, channels)` (one extra channel)."""
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        std = ops.sqrt(ops.var(x, axis=0) + 1e-8)
+        spread = ops.cast(ops.mean(std), inputs.dtype)
+        extra = ops.ones_like(inputs[..., :1]) * spread
+        return ops.concatenate([inputs, extra], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
 
 
 def _unit(x):

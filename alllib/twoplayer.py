@@ -25,11 +25,17 @@ class TwoPlayerModel(keras.Model):
     def metrics(self):
         return self._trackers
 
-    def _configure_duel(self, loss, penalty, penalty_weight, d_steps):
+    def _configure_duel(self, loss, penalty, penalty_weight, d_steps, label_smoothing=0.0):
         """Validate and store the game's settings shared by every two-player model."""
         self.loss_name = losses.check(loss)
         self.penalty, self.penalty_weight = losses.check_penalty(penalty, penalty_weight)
         self.d_steps = checks.integer("d_steps", d_steps, 1)
+        self.label_smoothing = checks.number("label_smoothing", label_smoothing, 0.0, 1.0)
+        if self.label_smoothing and not losses.LOSSES[self.loss_name].logistic:
+            raise ValueError(
+                f"`label_smoothing` needs a logistic loss ('non_saturating' or 'minimax'); "
+                f"loss={self.loss_name!r} has no probability targets to smooth."
+            )
 
     def _discriminator_objective(self, score_fn, real, fake):
         """The discriminator's loss (plus its penalty) on a real and a generated batch.
@@ -40,7 +46,9 @@ class TwoPlayerModel(keras.Model):
         """
         real_scores = score_fn(real, training=True)
         fake_scores = score_fn(fake, training=True)
-        loss = losses.discriminator_loss(self.loss_name, real_scores, fake_scores)
+        loss = losses.discriminator_loss(
+            self.loss_name, real_scores, fake_scores, self.label_smoothing
+        )
         if self.penalty is not None and self.penalty_weight > 0:
             loss = loss + self.penalty_weight * losses.penalty(
                 self.penalty,

@@ -48,6 +48,16 @@ def test_losses_match_their_formulas(name):
     assert g == pytest.approx(g_formula(fake.astype("float64")), rel=1e-5)
 
 
+def test_one_sided_label_smoothing_matches_cross_entropy_with_target_one_minus_s():
+    real = np.array([[1.5], [0.2], [-0.7]], dtype="float32")
+    fake = np.array([[-3.0], [0.0]], dtype="float32")
+    r, f, s = real.astype("float64"), fake.astype("float64"), 0.2
+    expected = 0.5 * (-((1 - s) * np.log(sigmoid(r)) + s * np.log(1 - sigmoid(r))).mean()
+                      - np.log(1 - sigmoid(f)).mean())
+    got = float(ops.convert_to_numpy(losses.discriminator_loss("non_saturating", real, fake, s)))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
 def linear_critic(w):
     """D(x) = w . x: its input gradient is w everywhere, so both penalties have closed forms."""
     critic = keras.Sequential([keras.Input((len(w),)), layers.Dense(1, use_bias=False)])

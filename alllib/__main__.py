@@ -67,7 +67,7 @@ def main(argv=None):
         )
     except (data.DatasetUnavailable, experiments.ResultsError) as error:
         parser.error(str(error).splitlines()[0])
-    print(experiments.summary_table(summary))
+    print(experiments.markdown_table(summary, experiments.SUMMARY_COLUMNS))
     print(f"\nAll runs: {os.path.join(args.out, 'runs.csv')}; summary: "
           f"{os.path.join(args.out, 'summary.md')}")
 

@@ -8,8 +8,8 @@ a single `train_step` signature. Everything else in alllib is written once with 
   respect to `variables` only; `minimize(loss_fn, variables, optimizer)` also applies it.
 - `forward(fn, variables)` runs a forward pass once and returns a pullback for later, and
   `tensor_gradient(loss_fn, tensor)` differentiates with respect to a tensor: together they let
-  two players share one forward pass of a network.
-- `input_gradient(score_fn, points)`: a differentiable input gradient, for gradient penalties.
+  two players share one forward pass of a network. `tensor_gradient` also gives gradient
+  penalties their differentiable input gradient.
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
   the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
   JAX, whose trainer passes the whole model state in and expects it back, the step runs inside a
@@ -20,7 +20,7 @@ a single `train_step` signature. Everything else in alllib is written once with 
 import keras
 
 BACKEND = keras.backend.backend()
-_train_scopes = []  # JAX: the StatelessScope of the step being traced, innermost last
+_scopes = []  # JAX: the StatelessScopes alllib has open while tracing, innermost last
 
 
 def gradients(loss_fn, variables):
@@ -88,10 +88,11 @@ def forward(fn, variables):
     raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
 
 
-def tensor_gradient(loss_fn, tensor):
+def tensor_gradient(loss_fn, tensor, differentiable=False):
     """Run `loss_fn(tensor)`, which returns `(loss, aux)`; return `(loss, aux, d loss / d tensor)`.
 
-    No weight is differentiated: the variables `loss_fn` reads are constants here.
+    The variables `loss_fn` reads are not differentiated here. With `differentiable=True` the
+    returned gradient can itself be differentiated with respect to them (gradient penalties).
     """
     if BACKEND == "tensorflow":
         import tensorflow as tf
@@ -105,7 +106,7 @@ def tensor_gradient(loss_fn, tensor):
 
         tensor = tensor.detach().requires_grad_(True)
         loss, aux = loss_fn(tensor)
-        return loss, aux, torch.autograd.grad(loss, tensor)[0]
+        return loss, aux, torch.autograd.grad(loss, tensor, create_graph=differentiable)[0]
     if BACKEND == "jax":
         import jax
 
@@ -145,29 +146,6 @@ def _zeros_for_none(grads, variables):
     return [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
 
 
-def input_gradient(score_fn, points):
-    """The gradient of `sum(score_fn(points))` with respect to `points`, itself differentiable
-    with respect to the weights `score_fn` reads (for gradient penalties)."""
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(points)
-            scores = score_fn(points)
-        return tape.gradient(scores, points)
-    if BACKEND == "torch":
-        import torch
-
-        points = points.detach().requires_grad_(True)
-        scores = score_fn(points)
-        return torch.autograd.grad(scores.sum(), points, create_graph=True)[0]
-    if BACKEND == "jax":
-        import jax
-
-        return jax.grad(lambda p: keras.ops.sum(score_fn(p)))(points)
-    raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
-
-
 class _GradScope(keras.StatelessScope):
     """A scope nested in the train step's scope: reads fall through, writes are recorded."""
 
@@ -194,16 +172,20 @@ def _jax_pure(fn, variables):
     `(out, aux)`, inside a scope mapping `variables` to `values`, and returns
     `(out, (aux, writes))`; `writes` are the new values of the other variables `fn` assigned
     (BatchNorm statistics, seed state), which `commit(writes)` stores in the enclosing scope.
-    Inside a train step variables resolve through its scope; outside one (an eager diagnostic),
-    through their own values.
+    Variables resolve through the innermost scope alllib has open (the train step's, or that of
+    an enclosing differentiation); outside any (an eager diagnostic), through their own values.
     """
-    parent = _train_scopes[-1] if _train_scopes else None
+    parent = _scopes[-1] if _scopes else None
     differentiated = {id(v) for v in variables}
     written = []
 
     def pure(values, *args):
         with _GradScope(parent, zip(variables, values)) as scope:
-            out, aux = fn(*args)
+            _scopes.append(scope)  # a nested differentiation (a penalty) reads through it
+            try:
+                out, aux = fn(*args)
+            finally:
+                _scopes.pop()
         writes = [u for k, u in scope.writes.items() if k not in differentiated]
         written[:] = [variable for variable, _ in writes]
         return out, (aux, [value for _, value in writes])
@@ -250,11 +232,11 @@ def _run_step(args, step_fn, groups):
     state, data = args
     mapping = [(v, value) for vs, values in zip(groups, state) for v, value in zip(vs, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        _train_scopes.append(scope)
+        _scopes.append(scope)
         try:
             logs = step_fn(data)
         finally:
-            _train_scopes.pop()
+            _scopes.pop()
     new_state = tuple(
         [_or(scope.get_current_value(v), value) for v, value in zip(vs, values)]
         for vs, values in zip(groups, state)

@@ -102,12 +102,8 @@ def run(method, train, test, num_classes, seed, epochs, batch_size=128, callback
     (x, y), (x_test, y_test) = train, test
     model = build(method, x.shape[1:], num_classes, seed)
     start = time.perf_counter()
-    if isinstance(model, AdversarialLabelLearner):
-        history = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0,
-                            shuffle=True, callbacks=list(callbacks))
-    else:
-        history = model.fit(x, keras.utils.to_categorical(y, num_classes), batch_size=batch_size,
-                            epochs=epochs, verbose=0, shuffle=True, callbacks=list(callbacks))
+    history = _fit(model, x, y, num_classes, batch_size=batch_size, epochs=epochs, shuffle=True,
+                   callbacks=list(callbacks))
     seconds = time.perf_counter() - start
     probs = predict_probs(model, x_test)
     predicted = probs.argmax(1)
@@ -164,14 +160,18 @@ def summarize(rows, columns=("accuracy", "nll", "ece", "matched_accuracy", "top_
 
 
 def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy", "top_class_share")):
-    """A Markdown table of `summarize`'s output, each cell `mean ± std`."""
-    lines = [
-        "| method | " + " | ".join(columns) + " | seeds |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
-    for entry in summary:
-        cells = [f"{entry[c]:.3f} ± {entry[c + '_std']:.3f}" for c in columns]
-        lines.append(f"| {entry['method']} | " + " | ".join(cells) + f" | {entry['seeds']} |")
+    """A Markdown table of summary entries, each cell `mean ± std`; with a `dataset` column and
+    a step-time column when the entries have them (`compare`'s summary)."""
+    with_dataset = any("dataset" in e for e in summary)
+    with_ratio = any("step_time_ratio" in e for e in summary)
+    header = (["dataset"] if with_dataset else []) + ["method", *columns]
+    header += (["step time / CE"] if with_ratio else []) + ["seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for e in summary:
+        cells = ([e["dataset"]] if with_dataset else []) + [e["method"]]
+        cells += [f"{e[c]:.3f} ± {e[c + '_std']:.3f}" for c in columns]
+        cells += ([f"{e['step_time_ratio']:.2f}x"] if with_ratio else []) + [str(e["seeds"])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -203,19 +203,21 @@ def _step_times(methods, x, y, num_classes, batch_size, steps, repeats):
     models, times = {}, {name: [] for name in methods}
     for name, method in methods.items():
         models[name] = build(method, x.shape[1:], num_classes, seed=0)
-        _fit_once(models[name], xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes, batch_size)
+        _fit(models[name], xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes,
+             batch_size=batch_size, shuffle=False)
     for _ in range(repeats):
         for name, model in models.items():
             start = time.perf_counter()
-            _fit_once(model, xs, ys, num_classes, batch_size)
+            _fit(model, xs, ys, num_classes, batch_size=batch_size, shuffle=False)
             times[name].append((time.perf_counter() - start) / steps)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def _fit_once(model, x, y, num_classes, batch_size):
+def _fit(model, x, y, num_classes, **fit_kwargs):
+    """`fit` with integer labels for the learner, one-hot ones for a cross-entropy model."""
     if not isinstance(model, AdversarialLabelLearner):
         y = keras.utils.to_categorical(y, num_classes)
-    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    return model.fit(x, y, verbose=0, **fit_kwargs)
 
 
 # -- the resumable comparison ------------------------------------------------------------------
@@ -300,7 +302,7 @@ def compare(
         for entry in summarize([r for r in selected if r["dataset"] == dataset], SUMMARY_COLUMNS):
             summary.append({"dataset": dataset, **entry,
                             "step_time_ratio": ratios.get(entry["method"], float("nan"))})
-    _atomic_write(os.path.join(out, "summary.md"), summary_table(summary) + "\n")
+    _atomic_write(os.path.join(out, "summary.md"), markdown_table(summary, SUMMARY_COLUMNS) + "\n")
     if plots:
         _plot(summary, out, datasets, methods, seeds[0], config)
     return summary
@@ -319,17 +321,6 @@ def _settings(method):
 def _run_key(row):
     return (row["dataset"], row["method"], row["settings"], int(row["seed"]), int(row["epochs"]),
             int(row["batch_size"]), row["backend"])
-
-
-def summary_table(summary, columns=SUMMARY_COLUMNS):
-    """Markdown table of `compare`'s summary: mean ± std over seeds, and the step-time ratio."""
-    lines = ["| dataset | method | " + " | ".join(columns) + " | step time / CE | seeds |",
-             "|---" * (len(columns) + 4) + "|"]
-    for e in summary:
-        cells = [f"{e[c]:.3f} ± {e[c + '_std']:.3f}" for c in columns]
-        lines.append(f"| {e['dataset']} | {e['method']} | " + " | ".join(cells)
-                     + f" | {e['step_time_ratio']:.2f}x | {e['seeds']} |")
-    return "\n".join(lines)
 
 
 def _select(names, valid, what):

@@ -142,7 +142,10 @@ def penalty(name, score_fn, real, fake, seed=None):
         u_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
         u = random.uniform(u_shape, dtype=real.dtype, seed=seed)
         points = u * real + (1.0 - u) * fake
-    grads = ops.cast(backend.input_gradient(score_fn, points), "float32")
+    _, _, grads = backend.tensor_gradient(
+        lambda p: (ops.sum(score_fn(p)), ()), points, differentiable=True
+    )
+    grads = ops.cast(grads, "float32")
     squared_norm = ops.sum(ops.reshape(ops.square(grads), (ops.shape(grads)[0], -1)), axis=1)
     if name == "r1":
         return 0.5 * ops.mean(squared_norm)

@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from alllib import plots
+from alllib import losses, plots
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -131,3 +131,38 @@ class StepHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._offset += self._previous[0]
+
+
+class DiscriminatorGap(keras.callbacks.Callback):
+    """Every `every` epochs, compare the training discriminator with a freshly trained one.
+
+    Both judge held-out real data (`real_test`) against new generated samples. The training
+    discriminator is scored as it stands; the fresh one, same architecture and new weights, is
+    first trained for `epochs` epochs on `real_train` against as many generated samples
+    (`ablation.fresh_discriminator`); the latest one is kept as `self.fresh`. A generator that has learned the data fools
+    both; one that has learned its opponent's blind spots fools only the training one, so the
+    gap between the two accuracies is the measurement. Records `(epoch, training, fresh)` in
+    `self.records`. Costs a small training run per check, so keep `every` coarse.
+    """
+
+    def __init__(self, real_train, real_test, every=10, epochs=20):
+        super().__init__()
+        self.real_train, self.real_test = np.asarray(real_train), np.asarray(real_test)
+        self.every, self.epochs = every, epochs
+        self.records = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from alllib.ablation import fresh_discriminator, logit_accuracy
+
+        gan = self.model
+        fake_train = gan.generate(len(self.real_train), seed=2 * epoch)
+        fake_test = gan.generate(len(self.real_test), seed=2 * epoch + 1)
+        threshold = losses.LOSSES[gan.loss_name].threshold
+        training = logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
+        self.fresh = fresh_discriminator(
+            gan.discriminator, self.real_train, fake_train, epochs=self.epochs, seed=epoch
+        )
+        fresh = logit_accuracy(self.fresh, self.real_test, fake_test)
+        self.records.append((epoch + 1, training, fresh))

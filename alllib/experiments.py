@@ -159,9 +159,12 @@ def summarize(rows, columns=("accuracy", "nll", "ece", "matched_accuracy", "top_
     return summary
 
 
-def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy", "top_class_share")):
-    """A Markdown table of summary entries, each cell `mean ± std`; with a `dataset` column and
-    a step-time column when the entries have them (`compare`'s summary)."""
+def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy", "top_class_share"),
+                   formats=None):
+    """A Markdown table of summary entries, each cell `mean ± std` (3 decimals, or the format
+    spec `formats[column]`); with a `dataset` column and a step-time column when the entries
+    have them (`compare`'s summary)."""
+    formats = formats or {}
     with_dataset = any("dataset" in e for e in summary)
     with_ratio = any("step_time_ratio" in e for e in summary)
     header = (["dataset"] if with_dataset else []) + ["method", *columns]
@@ -169,7 +172,8 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for e in summary:
         cells = ([e["dataset"]] if with_dataset else []) + [e["method"]]
-        cells += [f"{e[c]:.3f} ± {e[c + '_std']:.3f}" for c in columns]
+        cells += [f"{e[c]:{formats.get(c, '.3f')}} ± {e[c + '_std']:{formats.get(c, '.3f')}}"
+                  for c in columns]
         cells += ([f"{e['step_time_ratio']:.2f}x"] if with_ratio else []) + [str(e["seeds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

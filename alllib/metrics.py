@@ -36,6 +36,31 @@ def mode_coverage(samples, centres, std):
     }
 
 
+def class_coverage(probs, min_share=0.1):
+    """Which classes a generator produces, judged by a classifier trained on real data.
+
+    `probs` are the classifier's probabilities on generated samples, `(n, num_classes)`. A class
+    is covered when it receives at least `min_share` of its fair share, `min_share * n / K`.
+    Returns a dict: `classes` (covered count), `counts` (the histogram of predicted classes),
+    `kl_from_uniform` (of that histogram, in nats: 0 when perfectly balanced, log K when every
+    sample falls in one class) and `confident` (fraction of samples with top probability
+    above 0.9: a sample the classifier cannot place is a poor digit, whatever its class).
+    """
+    probs = np.asarray(probs, dtype="float64")
+    if probs.ndim != 2 or len(probs) == 0:
+        raise ValueError(f"`probs` must have shape (n, num_classes) with n > 0; received {probs.shape}.")
+    n, k = probs.shape
+    counts = np.bincount(probs.argmax(1), minlength=k)
+    shares = counts / n
+    nonzero = shares > 0
+    return {
+        "classes": int((counts >= min_share * n / k).sum()),
+        "counts": counts,
+        "kl_from_uniform": float(np.sum(shares[nonzero] * np.log(shares[nonzero] * k))),
+        "confident": float((probs.max(1) > 0.9).mean()),
+    }
+
+
 def _check_probs(probs, labels):
     probs = np.asarray(probs)
     if not np.issubdtype(probs.dtype, np.floating):

@@ -1,4 +1,5 @@
-"""Small matplotlib helpers: samples (points or images), training curves, reliability diagrams."""
+"""Small matplotlib helpers: samples (points or images), training curves, reliability diagrams,
+a 2-D discriminator's value surface."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -114,3 +115,33 @@ def compare_bars(summary, columns=("accuracy", "nll", "ece")):
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def value_surface(gan, real, ax=None, title=None, samples=1000, resolution=150, margin=1.0):
+    """A 2-D GAN's discriminator as a map: its score over the plane (probability of "real"
+    for logistic losses, the raw score otherwise), with real points (white) and generated ones
+    (black) on top. Where the map is flat, the generator gets no direction."""
+    import keras
+
+    from alllib import losses
+
+    real = np.asarray(real)
+    fake = gan.generate(samples, seed=0)
+    low = np.minimum(real.min(0), np.percentile(fake, 1, axis=0)) - margin
+    high = np.maximum(real.max(0), np.percentile(fake, 99, axis=0)) + margin
+    xs, ys = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
+    grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype("float32")
+    scores = keras.ops.convert_to_numpy(gan.discriminator(grid, training=False)).reshape(-1)
+    logistic = losses.LOSSES[gan.loss_name].logistic
+    values = 1 / (1 + np.exp(-scores)) if logistic else scores
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    image = ax.imshow(values.reshape(resolution, resolution), origin="lower", cmap="viridis",
+                      extent=(low[0], high[0], low[1], high[1]), aspect="equal",
+                      vmin=0 if logistic else None, vmax=1 if logistic else None)
+    ax.scatter(*real.T, s=1, c="white", alpha=0.5)
+    ax.scatter(*fake.T, s=1, c="black", alpha=0.5)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, label="D(x)" if logistic else "score")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -62,6 +62,8 @@ def test_summary_table():
     assert summary[0]["accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     table = experiments.markdown_table(summary, columns=("accuracy", "ece"))
     assert "| a | 0.600 ± 0.141 | 0.100 ± 0.000 | 2 |" in table
+    table = experiments.markdown_table(summary, columns=("accuracy", "ece"), formats={"accuracy": ".1f"})
+    assert "| a | 0.6 ± 0.1 | 0.100 ± 0.000 | 2 |" in table
 
 
 def test_unknown_method_settings_are_explained():

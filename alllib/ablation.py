@@ -1,0 +1,150 @@
+"""GAN fixes measured: configurations as data, trained on the 2-D mixtures, scored by mode coverage.
+
+A configuration is a plain dict of settings (the loss, a penalty, spectral norm, minibatch
+standard deviation, discriminator steps, label smoothing, instance noise, each player's learning
+rate), so an ablation is a dict of dicts, like `experiments.METHODS`. Every run shares the same
+MLP players, data, batch size, number of generator steps and cosine learning-rate schedule, and
+differs only in its configuration and seed.
+"""
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from alllib import data, metrics, nets
+from alllib.gan import GAN
+
+# The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
+# the essay's loop; every other row is the non-saturating GAN plus one fix, or the fixes that
+# replace the loss altogether (WGAN-GP, spectral norm with the hinge loss).
+GAN_FIXES = {
+    "minimax": {"loss": "minimax"},
+    "non_saturating": {},
+    "label_smoothing": {"label_smoothing": 0.1},
+    "instance_noise": {"instance_noise": 0.1},
+    "two_time_scale": {"g_learning_rate": 5e-4},
+    "d_steps_5": {"d_steps": 5},
+    "minibatch_std": {"minibatch_std": True},
+    "spectral_norm_hinge": {"loss": "hinge", "spectral_norm": True},
+    "wgan_gp": {
+        "loss": "wasserstein", "penalty": "gradient_penalty", "penalty_weight": 10.0,
+        "d_steps": 5, "d_learning_rate": 5e-4, "g_learning_rate": 5e-4, "beta_1": 0.0,
+        "beta_2": 0.9,
+    },
+    "r1": {"penalty": "r1", "penalty_weight": 0.1},
+    "r1_minibatch_std": {"penalty": "r1", "penalty_weight": 0.1, "minibatch_std": True},
+}
+
+GAN_DEFAULTS = dict(
+    loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, label_smoothing=0.0,
+    instance_noise=0.0, spectral_norm=False, minibatch_std=False, d_learning_rate=2e-3,
+    g_learning_rate=2e-3, beta_1=0.5, beta_2=0.999,
+)
+# Players: MLPs with 3 hidden layers of 256 ReLU units; 2-D noise, the same dimension as the data.
+LATENT_DIM, WIDTH, DEPTH = 2, 256, 3
+
+
+def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1):
+    """The compiled `GAN` for `config` (a dict of `GAN_DEFAULTS` keys) trained for `steps`
+    generator steps: both learning rates decay along a cosine to 2% of their start, and
+    instance noise (if any) anneals to zero over the first 60% of the steps."""
+    unknown = set(config) - set(GAN_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown settings {sorted(unknown)}; expected {sorted(GAN_DEFAULTS)}.")
+    s = {**GAN_DEFAULTS, **config}
+    keras.utils.set_random_seed(seed)
+    gan = GAN(
+        nets.mlp_generator(LATENT_DIM, input_dim, width=WIDTH, depth=DEPTH),
+        nets.mlp_discriminator(
+            input_dim, width=WIDTH, depth=DEPTH, spectral_norm=s["spectral_norm"],
+            minibatch_std=s["minibatch_std"],
+        ),
+        LATENT_DIM,
+        seed=seed,
+    )
+
+    def adam(learning_rate):
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+        return keras.optimizers.Adam(schedule, beta_1=s["beta_1"], beta_2=s["beta_2"])
+
+    gan.compile(
+        d_optimizer=adam(s["d_learning_rate"]),
+        g_optimizer=adam(s["g_learning_rate"]),
+        loss=s["loss"], penalty=s["penalty"], penalty_weight=s["penalty_weight"],
+        d_steps=s["d_steps"], label_smoothing=s["label_smoothing"],
+        instance_noise=s["instance_noise"],
+        instance_noise_steps=max(1, int(0.6 * steps)) if s["instance_noise"] else None,
+        steps_per_execution=steps_per_execution,
+    )
+    return gan
+
+
+def train_on_mixture(config, dataset, seed, steps, batch_size=256, callbacks=(), samples=2500,
+                     steps_per_execution=1):
+    """Train `config` on the `"ring"` or `"grid"` mixture for `steps` generator steps and count
+    its modes (VEEGAN protocol, `samples` generated points). Returns `(row, gan)`; the row has
+    `modes`, `high_quality`, `success` (1.0 when every mode is captured with more than half of
+    the samples high quality) and `seconds` (training wall time).
+
+    `steps_per_execution` > 1 runs that many steps per call into the backend: faster for these
+    small networks, but callbacks then see one log per chunk (see `callbacks.StepHistory`)."""
+    centres, std = data.mixture_modes(dataset)
+    steps_per_epoch = math.gcd(steps, 100)
+    x, _ = data.load(dataset, n=steps_per_epoch * batch_size, seed=seed)
+    gan = build_gan(config, steps, seed,
+                    steps_per_execution=math.gcd(steps_per_execution, steps_per_epoch))
+    start = time.perf_counter()
+    gan.fit(x, batch_size=batch_size, epochs=steps // steps_per_epoch, verbose=0,
+            callbacks=list(callbacks))
+    seconds = time.perf_counter() - start
+    coverage = metrics.mode_coverage(gan.generate(samples, seed=seed + 1), centres, std)
+    success = coverage["modes"] == len(centres) and coverage["high_quality"] > 0.5
+    row = dict(seed=seed, modes=coverage["modes"], high_quality=coverage["high_quality"],
+               success=float(success), seconds=seconds)
+    return row, gan
+
+
+def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_execution=25):
+    """Train every configuration on every dataset with every seed (`steps` generator steps
+    each; a dict gives each dataset its own budget).
+
+    Returns `(rows, gans)`: rows are dicts with `dataset` and `method` (the configuration's
+    name) added; `gans[(dataset, name)]` keeps the first seed's model, for pictures.
+    """
+    rows, gans = [], {}
+    bar = keras.utils.Progbar(len(configs) * len(datasets) * len(seeds), unit_name="run", interval=30)
+    for dataset in datasets:
+        for name, config in configs.items():
+            for seed in seeds:
+                budget = steps[dataset] if isinstance(steps, dict) else steps
+                row, gan = train_on_mixture(config, dataset, seed, budget, batch_size,
+                                            steps_per_execution=steps_per_execution)
+                rows.append({"dataset": dataset, "method": name, **row})
+                gans.setdefault((dataset, name), gan)
+                bar.add(1)
+    return rows, gans
+
+
+def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
+    """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
+    cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
+    it has no game to play: it simply finds whatever separates the two sets."""
+    keras.utils.set_random_seed(seed)
+    fresh = keras.models.clone_model(discriminator)
+    fresh.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    x = np.concatenate([real, fake])
+    y = np.concatenate([np.ones(len(real)), np.zeros(len(fake))]).astype("float32")[:, None]
+    fresh.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+    return fresh
+
+
+def logit_accuracy(discriminator, real, fake, threshold=0.0):
+    """Balanced accuracy of a discriminator: real scores above `threshold`, fake below."""
+    real_scores = keras.ops.convert_to_numpy(discriminator(real, training=False))
+    fake_scores = keras.ops.convert_to_numpy(discriminator(fake, training=False))
+    return float(0.5 * ((real_scores > threshold).mean() + (fake_scores < threshold).mean()))

@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from alllib import data, metrics, nets
+from alllib import backend, checks, data, metrics, nets
 from alllib.gan import GAN
 
 # The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
@@ -40,7 +40,7 @@ GAN_FIXES = {
 GAN_DEFAULTS = dict(
     loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, label_smoothing=0.0,
     instance_noise=0.0, spectral_norm=False, minibatch_std=False, d_learning_rate=2e-3,
-    g_learning_rate=2e-3, beta_1=0.5, beta_2=0.999,
+    g_learning_rate=2e-3, beta_1=0.5, beta_2=0.999, d_head_start=0,
 )
 # Players: MLPs with 3 hidden layers of 256 ReLU units; 2-D noise, the same dimension as the data.
 LATENT_DIM, WIDTH, DEPTH = 2, 256, 3
@@ -48,12 +48,17 @@ LATENT_DIM, WIDTH, DEPTH = 2, 256, 3
 
 def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1):
     """The compiled `GAN` for `config` (a dict of `GAN_DEFAULTS` keys) trained for `steps`
-    generator steps: both learning rates decay along a cosine to 2% of their start, and
-    instance noise (if any) anneals to zero over the first 60% of the steps."""
+    generator steps: both learning rates decay along a cosine to 2% of their start over the run
+    (the discriminator's over its `steps * d_steps` updates), and instance noise (if any)
+    anneals to zero over the first 60% of the steps."""
+    if not isinstance(config, dict):
+        raise TypeError(f"`config` must be a dict of settings; received {config!r}.")
+    steps = checks.integer("steps", steps, 1)
     unknown = set(config) - set(GAN_DEFAULTS)
     if unknown:
         raise ValueError(f"Unknown settings {sorted(unknown)}; expected {sorted(GAN_DEFAULTS)}.")
     s = {**GAN_DEFAULTS, **config}
+    s["d_steps"] = checks.integer("d_steps", s["d_steps"], 1)  # before it sizes a schedule
     keras.utils.set_random_seed(seed)
     gan = GAN(
         nets.mlp_generator(LATENT_DIM, input_dim, width=WIDTH, depth=DEPTH),
@@ -65,13 +70,13 @@ def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1):
         seed=seed,
     )
 
-    def adam(learning_rate):
-        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+    def adam(learning_rate, updates):
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, updates, alpha=0.02)
         return keras.optimizers.Adam(schedule, beta_1=s["beta_1"], beta_2=s["beta_2"])
 
     gan.compile(
-        d_optimizer=adam(s["d_learning_rate"]),
-        g_optimizer=adam(s["g_learning_rate"]),
+        d_optimizer=adam(s["d_learning_rate"], steps * s["d_steps"]),
+        g_optimizer=adam(s["g_learning_rate"], steps),
         loss=s["loss"], penalty=s["penalty"], penalty_weight=s["penalty_weight"],
         d_steps=s["d_steps"], label_smoothing=s["label_smoothing"],
         instance_noise=s["instance_noise"],
@@ -88,14 +93,22 @@ def train_on_mixture(config, dataset, seed, steps, batch_size=256, callbacks=(),
     `modes`, `high_quality`, `success` (1.0 when every mode is captured with more than half of
     the samples high quality) and `seconds` (training wall time).
 
-    `steps_per_execution` > 1 runs that many steps per call into the backend: faster for these
-    small networks, but callbacks then see one log per chunk (see `callbacks.StepHistory`)."""
+    An epoch is 100 steps over 100 fresh batches, so `steps` must be below 100 or a multiple
+    of 100. `seconds` includes tracing and compiling the model, a few seconds per run.
+    `steps_per_execution` > 1 runs that many steps per call into the backend (TensorFlow and
+    JAX; PyTorch runs one): faster for these small networks, but callbacks then see one log
+    per chunk (see `callbacks.StepHistory`)."""
+    steps = checks.integer("steps", steps, 1)
+    if steps > 100 and steps % 100:
+        raise ValueError(f"`steps` must be below 100 or a multiple of 100; received {steps}.")
     centres, std = data.mixture_modes(dataset)
-    steps_per_epoch = math.gcd(steps, 100)
+    steps_per_epoch = min(steps, 100)
     x, _ = data.load(dataset, n=steps_per_epoch * batch_size, seed=seed)
-    gan = build_gan(config, steps, seed,
-                    steps_per_execution=math.gcd(steps_per_execution, steps_per_epoch))
+    per_call = backend.steps_per_execution(math.gcd(steps_per_execution, steps_per_epoch))
+    gan = build_gan(config, steps, seed, steps_per_execution=per_call)
     start = time.perf_counter()
+    if config.get("d_head_start"):
+        head_start(gan, x, config["d_head_start"], batch_size)
     gan.fit(x, batch_size=batch_size, epochs=steps // steps_per_epoch, verbose=0,
             callbacks=list(callbacks))
     seconds = time.perf_counter() - start
@@ -113,6 +126,13 @@ def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_executio
     Returns `(rows, gans)`: rows are dicts with `dataset` and `method` (the configuration's
     name) added; `gans[(dataset, name)]` keeps the first seed's model, for pictures.
     """
+    for dataset in datasets:  # check every budget and configuration before hours of runs
+        budget = steps[dataset] if isinstance(steps, dict) else steps
+        for name, config in configs.items():
+            try:
+                build_gan(config, budget, seed=0)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"Configuration {name!r} on {dataset!r}: {error}") from None
     rows, gans = [], {}
     bar = keras.utils.Progbar(len(configs) * len(datasets) * len(seeds), unit_name="run", interval=30)
     for dataset in datasets:
@@ -127,11 +147,39 @@ def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_executio
     return rows, gans
 
 
+def head_start(gan, real, steps, batch_size=256):
+    """Train `gan`'s discriminator alone for `steps` updates (Adam at its configured learning
+    rate, binary cross-entropy) on `real` against the untrained generator's samples, so the
+    match starts with a discriminator that already wins. Logistic losses only."""
+    from alllib import losses
+
+    steps = checks.integer("d_head_start", steps, 1)
+    if not losses.LOSSES[gan.loss_name].logistic:
+        raise ValueError(f"A head start needs a logistic loss; the GAN uses {gan.loss_name!r}.")
+    real = np.asarray(real)[: steps * batch_size]
+    real = np.resize(real, (steps * batch_size,) + real.shape[1:])  # repeat if short
+    fake = gan.generate(len(real), seed=0)
+    x = np.stack([real.reshape(steps, batch_size, -1), fake.reshape(steps, batch_size, -1)], 1)
+    y = np.stack([np.ones((steps, batch_size)), np.zeros((steps, batch_size))], 1)
+    discriminator = gan.discriminator
+    discriminator.compile(
+        optimizer=keras.optimizers.Adam(float(gan.d_optimizer.learning_rate), beta_1=0.5),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    discriminator.fit(x.reshape((-1,) + real.shape[1:]), y.reshape(-1, 1).astype("float32"),
+                      batch_size=2 * batch_size, shuffle=False, verbose=0)
+
+
 def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
     """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
     cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
     it has no game to play: it simply finds whatever separates the two sets."""
-    keras.utils.set_random_seed(seed)
+    if nets.scores_depend_on_batch(discriminator):
+        raise ValueError(
+            "`discriminator` has a MinibatchStdDev layer, so its scores depend on how real and "
+            "generated examples are mixed in a batch; use one without it for this check."
+        )
+    keras.utils.set_random_seed(seed)  # note: resets Python, NumPy and backend global seeds
     fresh = keras.models.clone_model(discriminator)
     fresh.compile(
         optimizer=keras.optimizers.Adam(1e-3),

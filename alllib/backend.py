@@ -142,6 +142,12 @@ def minimize(loss_fn, variables, optimizer):
     return loss, aux, grads
 
 
+def steps_per_execution(requested):
+    """How many steps `fit` may run per call into the backend: Keras's PyTorch trainer runs
+    exactly one; TensorFlow and JAX can loop over several."""
+    return 1 if BACKEND == "torch" else requested
+
+
 def _zeros_for_none(grads, variables):
     return [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
 

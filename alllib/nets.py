@@ -123,6 +123,12 @@ class MinibatchStdDev(layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 1)
 
 
+def scores_depend_on_batch(model):
+    """True when `model` contains a `MinibatchStdDev` layer: its score for one example then
+    depends on the rest of the batch, so it cannot be read as a function of single points."""
+    return any(isinstance(layer, MinibatchStdDev) for layer in model._flatten_layers())
+
+
 def _unit(x):
     return x / ops.sqrt(ops.sum(ops.square(x)) + 1e-12)
 

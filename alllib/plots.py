@@ -123,21 +123,28 @@ def value_surface(gan, real, ax=None, title=None, samples=1000, resolution=150, 
     (black) on top. Where the map is flat, the generator gets no direction."""
     import keras
 
-    from alllib import losses
+    from alllib import losses, nets
 
+    if nets.scores_depend_on_batch(gan.discriminator):
+        raise ValueError(
+            "This discriminator has a MinibatchStdDev layer: its score for a point depends on "
+            "the rest of the batch, so it has no value surface of its own."
+        )
     real = np.asarray(real)
     fake = gan.generate(samples, seed=0)
     low = np.minimum(real.min(0), np.percentile(fake, 1, axis=0)) - margin
     high = np.maximum(real.max(0), np.percentile(fake, 99, axis=0)) + margin
     xs, ys = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
+    half = (high - low) / (resolution - 1) / 2  # pixel centres sit on the grid points
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype("float32")
     scores = keras.ops.convert_to_numpy(gan.discriminator(grid, training=False)).reshape(-1)
     logistic = losses.LOSSES[gan.loss_name].logistic
-    values = 1 / (1 + np.exp(-scores)) if logistic else scores
+    values = keras.ops.convert_to_numpy(keras.ops.sigmoid(scores)) if logistic else scores
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     image = ax.imshow(values.reshape(resolution, resolution), origin="lower", cmap="viridis",
-                      extent=(low[0], high[0], low[1], high[1]), aspect="equal",
+                      extent=(low[0] - half[0], high[0] + half[0], low[1] - half[1],
+                              high[1] + half[1]), aspect="equal",
                       vmin=0 if logistic else None, vmax=1 if logistic else None)
     ax.scatter(*real.T, s=1, c="white", alpha=0.5)
     ax.scatter(*fake.T, s=1, c="black", alpha=0.5)

@@ -210,20 +210,52 @@ def test_ring_modes_are_covered():
 
 
 def test_every_ablation_row_trains():
-    """Each configuration of notebook 02's table builds and trains: the generator takes exactly
-    the budgeted steps and the discriminator `d_steps` times as many."""
-    from alllib import ablation
+    """Each configuration of notebook 02's table builds as configured and trains: the generator
+    takes exactly the budgeted steps, the discriminator `d_steps` times as many, with its
+    learning-rate schedule stretched over all of them, several steps per backend call."""
+    from alllib import ablation, backend
 
+    assert backend.steps_per_execution(5) == (1 if keras.backend.backend() == "torch" else 5)
     for name, config in ablation.GAN_FIXES.items():
-        row, gan = ablation.train_on_mixture(config, "grid", seed=0, steps=6, batch_size=32,
-                                             samples=200, steps_per_execution=3)
+        settings = {**ablation.GAN_DEFAULTS, **config}
+        row, gan = ablation.train_on_mixture(config, "grid", seed=0, steps=10, batch_size=32,
+                                             samples=200, steps_per_execution=5)
+        assert gan.steps_per_execution == backend.steps_per_execution(5) > 0, name
         g_steps = int(ops.convert_to_numpy(gan.g_optimizer.iterations))
         d_steps = int(ops.convert_to_numpy(gan.d_optimizer.iterations))
-        assert (g_steps, d_steps) == (6, 6 * config.get("d_steps", 1)), name
-        assert 0 <= row["modes"] <= 25 and 0.0 <= row["high_quality"] <= 1.0, (name, row)
-        assert row["success"] == float(row["modes"] == 25 and row["high_quality"] > 0.5)
+        assert (g_steps, d_steps) == (10, 10 * settings["d_steps"]), name
+        assert gan.d_optimizer._learning_rate.decay_steps == 10 * settings["d_steps"], name
+        assert gan.g_optimizer._learning_rate.decay_steps == 10, name
+        assert (gan.loss_name, gan.penalty) == (settings["loss"], settings["penalty"]), name
+        assert float(gan.d_optimizer.beta_1) == settings["beta_1"], name
+        layer_types = {type(layer) for layer in gan.discriminator.layers}
+        assert (nets.SpectralDense in layer_types) == settings["spectral_norm"], name
+        assert (nets.MinibatchStdDev in layer_types) == settings["minibatch_std"], name
+        assert bool(gan.instance_noise) == bool(settings["instance_noise"]), name
+        assert set(row) == {"seed", "modes", "high_quality", "success", "seconds"}, name
     with pytest.raises(ValueError, match="Unknown settings.*'learning_rate'"):
         ablation.build_gan({"learning_rate": 1e-3}, steps=10, seed=0)
+    with pytest.raises(TypeError, match="`config` must be a dict"):
+        ablation.build_gan("r1", steps=10, seed=0)
+    with pytest.raises(ValueError, match="`steps` must be below 100 or a multiple of 100"):
+        ablation.train_on_mixture({}, "ring", seed=0, steps=150)
+    with pytest.raises(ValueError, match="Configuration 'bad' on 'grid'.*`d_steps`"):
+        ablation.ablation({"bad": {"d_steps": 0}}, ["grid"], seeds=[0], steps=10)
+
+
+def test_head_start_trains_only_the_discriminator_to_win():
+    from alllib import ablation
+
+    gan = ablation.build_gan({"d_head_start": 40}, steps=10, seed=0)
+    real = ring_batch(256)
+    generator_before = weights(gan.generator)
+    ablation.head_start(gan, real, steps=40, batch_size=64)
+    assert not changed(generator_before, weights(gan.generator))
+    assert ablation.logit_accuracy(gan.discriminator, ring_batch(256, seed=1),
+                                   gan.generate(256, seed=3)) > 0.95
+    hinge = ablation.build_gan({"loss": "hinge"}, steps=10, seed=0)
+    with pytest.raises(ValueError, match="logistic loss"):
+        ablation.head_start(hinge, real, steps=5)
 
 
 def test_fresh_discriminator_separates_what_the_training_one_cannot():
@@ -249,9 +281,15 @@ def test_fresh_discriminator_separates_what_the_training_one_cannot():
     assert [epoch for epoch, _, _ in gap.records] == [2, 4]
     assert all(0.0 <= t <= 1.0 and 0.0 <= f <= 1.0 for _, t, f in gap.records)
     assert gap.fresh.count_params() == gan.discriminator.count_params()
+    with pytest.raises(ValueError, match="`every`"):
+        callbacks.DiscriminatorGap(real_train, real_test, every=0)
+    batch_dependent = nets.mlp_discriminator(width=8, minibatch_std=True)
+    with pytest.raises(ValueError, match="MinibatchStdDev"):
+        ablation.fresh_discriminator(batch_dependent, real_train, real_test)
 
 
 def test_value_surface_draws_the_discriminators_probability():
+    """Pixel (row i, column j) is D's probability at (x_j, y_i), with y growing upwards."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,9 +297,19 @@ def test_value_surface_draws_the_discriminators_probability():
 
     gan = make_gan(seed=0)
     real = ring_batch(100)
-    ax = plots.value_surface(gan, real, resolution=12, samples=50)
-    image = ax.images[0].get_array()
-    assert image.shape == (12, 12)
-    corner = np.array([[ax.images[0].get_extent()[0], ax.images[0].get_extent()[2]]], "float32")
-    expected = 1 / (1 + np.exp(-ops.convert_to_numpy(gan.discriminator(corner))[0, 0]))
-    assert image[0, 0] == pytest.approx(expected, rel=1e-4)
+    resolution = 12
+    ax = plots.value_surface(gan, real, resolution=resolution, samples=50)
+    image = ax.images[0]
+    values = image.get_array()
+    assert values.shape == (resolution, resolution) and image.origin == "lower"
+    left, right, bottom, top = image.get_extent()
+    half_x, half_y = (right - left) / resolution / 2, (top - bottom) / resolution / 2
+    xs = np.linspace(left + half_x, right - half_x, resolution)
+    ys = np.linspace(bottom + half_y, top - half_y, resolution)
+    for i, j in ((0, 0), (0, -1), (-1, 0), (5, 8)):
+        point = np.array([[xs[j], ys[i]]], "float32")
+        expected = 1 / (1 + np.exp(-ops.convert_to_numpy(gan.discriminator(point))[0, 0]))
+        assert values[i, j] == pytest.approx(expected, rel=1e-4, abs=1e-6), (i, j)
+    gan.discriminator = nets.mlp_discriminator(width=8, minibatch_std=True)
+    with pytest.raises(ValueError, match="MinibatchStdDev"):
+        plots.value_surface(gan, real)

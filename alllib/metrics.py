@@ -49,6 +49,8 @@ def class_coverage(probs, min_share=0.1):
     probs = np.asarray(probs, dtype="float64")
     if probs.ndim != 2 or len(probs) == 0:
         raise ValueError(f"`probs` must have shape (n, num_classes) with n > 0; received {probs.shape}.")
+    if not 0 < min_share <= 1:
+        raise ValueError(f"`min_share` must be in (0, 1]; received {min_share}.")
     n, k = probs.shape
     counts = np.bincount(probs.argmax(1), minlength=k)
     shares = counts / n

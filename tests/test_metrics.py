@@ -50,3 +50,5 @@ def test_class_coverage_counts_classes_and_balance():
     assert one_class["classes"] == 1 and one_class["kl_from_uniform"] == pytest.approx(np.log(4))
     with pytest.raises(ValueError, match="num_classes"):
         metrics.class_coverage(np.zeros(5))
+    with pytest.raises(ValueError, match="min_share"):
+        metrics.class_coverage(rare, min_share=0)

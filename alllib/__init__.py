@@ -2,7 +2,7 @@
 
 import os
 
-from alllib import callbacks, data, experiments, losses, metrics, nets, plots
+from alllib import ablation, callbacks, data, experiments, losses, metrics, nets, plots
 from alllib.gan import GAN
 from alllib.label_learner import AdversarialLabelLearner
 from alllib.targets import SoftTargets

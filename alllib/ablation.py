@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from alllib import backend, checks, data, metrics, nets
+from alllib import backend, checks, data, losses, metrics, nets
 from alllib.gan import GAN
 
 # The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
@@ -126,11 +126,11 @@ def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_executio
     Returns `(rows, gans)`: rows are dicts with `dataset` and `method` (the configuration's
     name) added; `gans[(dataset, name)]` keeps the first seed's model, for pictures.
     """
+    budgets = {d: steps[d] if isinstance(steps, dict) else steps for d in datasets}
     for dataset in datasets:  # check every budget and configuration before hours of runs
-        budget = steps[dataset] if isinstance(steps, dict) else steps
         for name, config in configs.items():
             try:
-                build_gan(config, budget, seed=0)
+                build_gan(config, budgets[dataset], seed=0)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"Configuration {name!r} on {dataset!r}: {error}") from None
     rows, gans = [], {}
@@ -138,8 +138,7 @@ def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_executio
     for dataset in datasets:
         for name, config in configs.items():
             for seed in seeds:
-                budget = steps[dataset] if isinstance(steps, dict) else steps
-                row, gan = train_on_mixture(config, dataset, seed, budget, batch_size,
+                row, gan = train_on_mixture(config, dataset, seed, budgets[dataset], batch_size,
                                             steps_per_execution=steps_per_execution)
                 rows.append({"dataset": dataset, "method": name, **row})
                 gans.setdefault((dataset, name), gan)
@@ -151,8 +150,6 @@ def head_start(gan, real, steps, batch_size=256):
     """Train `gan`'s discriminator alone for `steps` updates (Adam at its configured learning
     rate, binary cross-entropy) on `real` against the untrained generator's samples, so the
     match starts with a discriminator that already wins. Logistic losses only."""
-    from alllib import losses
-
     steps = checks.integer("d_head_start", steps, 1)
     if not losses.LOSSES[gan.loss_name].logistic:
         raise ValueError(f"A head start needs a logistic loss; the GAN uses {gan.loss_name!r}.")

@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 
-from alllib import checks, losses, plots
+from alllib import ablation, checks, losses, plots
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -160,15 +160,13 @@ class DiscriminatorGap(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from alllib.ablation import fresh_discriminator, logit_accuracy
-
         gan = self.model
         fake_train = gan.generate(len(self.real_train), seed=2 * epoch)
         fake_test = gan.generate(len(self.real_test), seed=2 * epoch + 1)
         threshold = losses.LOSSES[gan.loss_name].threshold
-        training = logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
-        self.fresh = fresh_discriminator(
+        training = ablation.logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
+        self.fresh = ablation.fresh_discriminator(
             gan.discriminator, self.real_train, fake_train, epochs=self.epochs, seed=epoch
         )
-        fresh = logit_accuracy(self.fresh, self.real_test, fake_test)
+        fresh = ablation.logit_accuracy(self.fresh, self.real_test, fake_test)
         self.records.append((epoch + 1, training, fresh))

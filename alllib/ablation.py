@@ -190,6 +190,7 @@ def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, see
 
 def logit_accuracy(discriminator, real, fake, threshold=0.0):
     """Balanced accuracy of a discriminator: real scores above `threshold`, fake below."""
-    real_scores = keras.ops.convert_to_numpy(discriminator(real, training=False))
-    fake_scores = keras.ops.convert_to_numpy(discriminator(fake, training=False))
-    return float(0.5 * ((real_scores > threshold).mean() + (fake_scores < threshold).mean()))
+    accuracy = losses.threshold_accuracy(
+        discriminator(real, training=False), discriminator(fake, training=False), threshold
+    )
+    return float(keras.ops.convert_to_numpy(accuracy))

@@ -110,7 +110,11 @@ def generator_loss(name, fake_scores):
 
 def discriminator_accuracy(name, real_scores, fake_scores):
     """How often the discriminator puts real above and fake below its decision threshold."""
-    threshold = LOSSES[name].threshold
+    return threshold_accuracy(real_scores, fake_scores, LOSSES[name].threshold)
+
+
+def threshold_accuracy(real_scores, fake_scores, threshold):
+    """Balanced accuracy: the mean of (real scores above `threshold`) and (fake ones below)."""
     real, fake = ops.cast(real_scores, "float32"), ops.cast(fake_scores, "float32")
     return 0.5 * (
         ops.mean(ops.cast(real > threshold, "float32"))

@@ -2,6 +2,9 @@
 
 import numbers
 
+import keras
+import numpy as np
+
 
 def integer(name, value, minimum):
     """`value` as an int if it is an integer (Python or NumPy, not bool) >= `minimum`."""
@@ -23,3 +26,22 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
             expected = f"a number in [{low:g}, {high:g}{']' if high_inclusive else ')'}"
         raise ValueError(f"`{name}` must be {expected}; received {value!r}.")
     return float(value)
+
+
+def first_batch(dataset):
+    """`(x, y)` of a `tf.data.Dataset`'s first batch as NumPy arrays (`y` may be None), or
+    None if `dataset` is not one (arrays are checked whole; generators are not peeked at)."""
+    if not (hasattr(dataset, "take") and hasattr(dataset, "element_spec")):
+        return None
+    for batch in dataset.take(1):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        return np.asarray(x), None if y is None else np.asarray(y)
+    return None
+
+
+def finite(name, array):
+    """Refuse NaN or infinite values in a floating-point array."""
+    array = np.asarray(array)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.sum(~np.isfinite(array)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first.")

@@ -8,6 +8,7 @@ One `train_step` is one round:
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from alllib import checks, losses
@@ -26,6 +27,7 @@ class GAN(TwoPlayerModel):
         seed: seed of the model's own noise stream (a `keras.random.SeedGenerator`).
     """
 
+    players = {"d": "discriminator", "g": "generator"}
     metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake", "d_grad_norm", "g_grad_norm")
 
     def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
@@ -60,6 +62,7 @@ class GAN(TwoPlayerModel):
                 f"`discriminator` could not be called on the generator's output of shape "
                 f"{tuple(samples.shape)}: {error}"
             ) from error
+        self._sample_shape = tuple(samples.shape[1:])
         if tuple(scores.shape) != (2, 1):
             raise ValueError(
                 "`discriminator` must return one score (a logit) per example, shape "
@@ -113,6 +116,33 @@ class GAN(TwoPlayerModel):
             },
             **kwargs,
         )
+        self._remember_compile(
+            d_optimizer=self.d_optimizer,
+            g_optimizer=self.g_optimizer,
+            loss=self.loss_name,
+            penalty=self.penalty,
+            penalty_weight=self.penalty_weight,
+            d_steps=self.d_steps,
+            label_smoothing=self.label_smoothing,
+            instance_noise=self.instance_noise,
+            instance_noise_steps=self.instance_noise_steps,
+            **kwargs,
+        )
+
+    def check_fit_data(self, x, y, kwargs):
+        """Real samples `x` (labels, if any, are ignored) must be shaped like the generator's
+        output and finite: arrays are checked whole, a `tf.data.Dataset` by its first batch."""
+        batch = checks.first_batch(x)
+        real, name = (batch[0], "the samples in `x`") if batch else (x, "`x`")
+        if hasattr(real, "shape"):
+            real = np.asarray(real)
+            if tuple(real.shape[1:]) != self._sample_shape:
+                raise ValueError(
+                    f"{name} must be real samples shaped like the generator's output, "
+                    f"(n, {', '.join(map(str, self._sample_shape))}); received shape "
+                    f"{real.shape}."
+                )
+            checks.finite(name, real)
 
     def sample_latent(self, batch_size):
         """The noise the generator is fed during training."""

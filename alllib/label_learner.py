@@ -49,6 +49,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
         seed: seed of the model's own random stream (targets, penalty interpolation).
     """
 
+    players = {"d": "discriminator", "p": "predictor"}
     metric_names = ("d_loss", "p_loss", "d_acc", "accuracy", "d_grad_norm", "p_grad_norm")
 
     def __init__(
@@ -123,6 +124,15 @@ class AdversarialLabelLearner(TwoPlayerModel):
                 "p_optimizer": (p_optimizer, self.predictor),
                 "d_optimizer": (d_optimizer, self.discriminator),
             },
+            **kwargs,
+        )
+        self._remember_compile(
+            d_optimizer=self.d_optimizer,
+            p_optimizer=self.p_optimizer,
+            loss=self.loss_name,
+            penalty=self.penalty,
+            penalty_weight=self.penalty_weight,
+            d_steps=self.d_steps,
             **kwargs,
         )
 
@@ -221,7 +231,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def check_fit_data(self, x, y, kwargs):
         self._reject_weights(kwargs, ("sample_weight", "class_weight"))
         self._check_data(x, y, "x", "y")
         validation = kwargs.get("validation_data")
@@ -229,7 +239,6 @@ class AdversarialLabelLearner(TwoPlayerModel):
             if len(validation) == 3:
                 self._reject_weights({"validation_data[2]": validation[2]}, ("validation_data[2]",))
             self._check_data(validation[0], validation[1], "validation_data[0]", "validation_data[1]")
-        return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._reject_weights(kwargs, ("sample_weight",))
@@ -252,13 +261,9 @@ class AdversarialLabelLearner(TwoPlayerModel):
         Arrays are checked in full; for a `tf.data.Dataset` the first batch is checked.
         Other inputs (generators, `PyDataset`) are passed through unchecked.
         """
-        if hasattr(x, "take") and hasattr(x, "element_spec") and y is None:
-            for batch in x.take(1):
-                x_batch, y_batch, _ = keras.utils.unpack_x_y_sample_weight(batch)
-                self._check_arrays(
-                    np.asarray(x_batch), y_batch, f"the inputs in `{x_name}`",
-                    f"the labels in `{x_name}`",
-                )
+        batch = checks.first_batch(x) if y is None else None
+        if batch is not None:
+            self._check_arrays(*batch, f"the inputs in `{x_name}`", f"the labels in `{x_name}`")
             return
         if y is None:
             if hasattr(x, "shape"):
@@ -291,8 +296,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
             raise ValueError(
                 f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."
             )
-        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-            raise ValueError(f"{x_name} contains NaN or infinite values.")
+        checks.finite(x_name, x)
         self._probe(x[:2])
 
     def _probe(self, x):

@@ -6,20 +6,31 @@ step), so the two players' optimizers are wrapped in one `keras.optimizers.Multi
 becomes the compiled optimizer, while each player's update calls its own optimizer directly.
 """
 
+import math
+
 import keras
 from keras import ops
 
 from alllib import backend, checks, losses
 
+_SEED_STATE = "seed_generator_state"  # the key of the noise stream's state in saved files
+
 
 class TwoPlayerModel(keras.Model):
-    """Subclasses set `metric_names` and implement `duel_step(data) -> logs`."""
+    """Subclasses set `players` and `metric_names` and implement `duel_step(data) -> logs`.
 
+    `players` maps each player's log prefix to its name, in the order the players move in a
+    round; each player logs `{prefix}_loss` and `{prefix}_grad_norm`. The model also logs `loss`,
+    the players' losses added up: no one minimises it, but it is finite exactly when both are,
+    and Keras callbacks that watch `loss` (`TerminateOnNaN`, `EarlyStopping`'s default) need it.
+    """
+
+    players = {}
     metric_names = ()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._trackers = [keras.metrics.Mean(name=name) for name in self.metric_names]
+        self._trackers = [keras.metrics.Mean(name=name) for name in ("loss", *self.metric_names)]
 
     @property
     def metrics(self):
@@ -96,16 +107,59 @@ class TwoPlayerModel(keras.Model):
         super().compile(optimizer=compiled, **kwargs)
         return optimizers
 
+    def _remember_compile(self, **arguments):
+        """Keep `compile`'s arguments (the players' optimizers as built) for `model.save`."""
+        self._compile_arguments = arguments
+
+    def get_compile_config(self):
+        """`compile`'s arguments, serialized: `keras.saving.load_model` recompiles with them."""
+        if not self.compiled:
+            return {}
+        return keras.saving.serialize_keras_object(self._compile_arguments)
+
+    def compile_from_config(self, config):
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def save_own_variables(self, store):
+        # Keras saves a layer's variables but not its SeedGenerator's state; without it a
+        # reloaded model would draw its noise from the start of the stream again.
+        super().save_own_variables(store)
+        store[_SEED_STATE] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        self.seed_generator.state.assign(store[_SEED_STATE])
+        super().load_own_variables({k: store[k] for k in store.keys() if k != _SEED_STATE})
+
+    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit` after checking the data eagerly (`check_fit_data`), plus a
+        `DivergenceGuard`, unless `callbacks` has one already or a
+        `keras.callbacks.TerminateOnNaN` (which stops quietly instead)."""
+        if not self.compiled:
+            raise ValueError(
+                f"{type(self).__name__}.fit() was called before compile(); call "
+                f"compile({', '.join(f'{p}_optimizer=...' for p in self.players)}) first."
+            )
+        self.check_fit_data(x, y, kwargs)
+        callbacks = list(callbacks or [])
+        watchers = (DivergenceGuard, keras.callbacks.TerminateOnNaN)
+        if not any(isinstance(c, watchers) for c in callbacks):
+            callbacks.append(DivergenceGuard())
+        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+
+    def check_fit_data(self, x, y, kwargs):
+        """Raise a clear error for data `fit` cannot use, before any traced code runs."""
+
     def train_step(self, *args):
         return backend.run_train_step(self, self._train_round, args)
 
     def _train_round(self, data):
         logs = self.duel_step(data)
         self.optimizer.iterations.assign_add(1)  # counts rounds, for callbacks
-        return logs
+        total = sum(logs[f"{prefix}_loss"] for prefix in self.players)
+        return {"loss": self._record(loss=total)["loss"], **logs}
 
     def _metric(self, name):
-        return self._trackers[self.metric_names.index(name)]
+        return next(tracker for tracker in self._trackers if tracker.name == name)
 
     def _record(self, **values):
         """Update the running means named like the given logs and return those logs."""
@@ -117,3 +171,40 @@ class TwoPlayerModel(keras.Model):
 def global_norm(grads):
     """The L2 norm of a list of gradient tensors taken together."""
     return ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop training at the first non-finite loss or gradient norm, naming the player and step.
+
+    A NaN or infinity never recovers and spreads to the opponent within a round, so the first
+    player (in the order they move) with a non-finite `{prefix}_loss` or `{prefix}_grad_norm` is
+    the one that diverged. Keras logs running means over the epoch, and a mean stays non-finite
+    once one value was, so checking after every call into the backend finds the first one.
+    With `steps_per_execution=k` it can only name the chunk of k steps. `TwoPlayerModel.fit`
+    adds one unless given its own. Raises `FloatingPointError`.
+    """
+
+    def on_train_begin(self, logs=None):
+        self._rounds = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch, self._done = epoch, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        first, self._done = self._done, batch + 1
+        for prefix, player in self.model.players.items():
+            for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm")):
+                value = float(logs[f"{prefix}_{suffix}"])
+                if math.isfinite(value):
+                    continue
+                where = f"step {batch + 1}" if batch == first else f"steps {first + 1}-{batch + 1}"
+                self.model.stop_training = True
+                raise FloatingPointError(
+                    f"Training diverged: the {player}'s {quantity} "
+                    f"became {value} at epoch {self._epoch + 1}, {where} (round "
+                    f"{self._rounds + batch + 1} of its training). Lower its learning "
+                    "rate, add a gradient penalty, or check the data."
+                )
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._rounds += self._done

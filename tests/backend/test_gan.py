@@ -96,7 +96,9 @@ def test_a_seed_makes_training_repeatable():
 def test_logs_and_generate():
     gan = make_gan()
     history = gan.fit(ring_batch(), batch_size=64, epochs=2, verbose=0)
-    assert sorted(history.history) == sorted(alllib.GAN.metric_names)
+    assert sorted(history.history) == sorted(("loss", *alllib.GAN.metric_names))
+    total = np.add(history.history["d_loss"], history.history["g_loss"])
+    np.testing.assert_allclose(history.history["loss"], total, rtol=1e-5)
     assert all(v > 0 for v in history.history["g_grad_norm"] + history.history["d_grad_norm"])
     for key in ("d_acc", "d_real", "d_fake"):
         assert all(0.0 <= v <= 1.0 for v in history.history[key])
@@ -128,42 +130,6 @@ def test_sample_grid_callback(tmp_path):
     assert len(list((tmp_path / "png").glob("epoch_*.png"))) == 3
     if with_tensorboard:
         assert list((tmp_path / "tb" / "samples").glob("events.out.tfevents.*"))
-
-
-@pytest.mark.parametrize(
-    "build, message",
-    [
-        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 0), "latent_dim"),
-        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 8), "generator"),
-        (lambda: alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(3), 4), "discriminator"),
-        (lambda: alllib.GAN(
-            nets.mlp_generator(4),
-            keras.Sequential([keras.Input((2,)), layers.Dense(2)]), 4), "one score"),
-        (lambda: alllib.GAN("generator", nets.mlp_discriminator(), 4), "keras.Model"),
-    ],
-)
-def test_bad_construction_is_explained(build, message):
-    with pytest.raises((ValueError, TypeError), match=message):
-        build()
-
-
-def test_bad_compile_is_explained():
-    gan = alllib.GAN(nets.mlp_generator(4), nets.mlp_discriminator(), 4)
-    with pytest.raises(ValueError, match="Unknown adversarial loss 'wgan'"):
-        gan.compile(d_optimizer="adam", g_optimizer="adam", loss="wgan")
-    with pytest.raises(ValueError, match="Unknown penalty 'gp'"):
-        gan.compile(d_optimizer="adam", g_optimizer="adam", penalty="gp")
-    with pytest.raises(ValueError, match="d_steps"):
-        gan.compile(d_optimizer="adam", g_optimizer="adam", d_steps=0)
-    with pytest.raises(ValueError, match="`label_smoothing` needs a logistic loss"):
-        gan.compile(d_optimizer="adam", g_optimizer="adam", loss="hinge", label_smoothing=0.1)
-    with pytest.raises(ValueError, match="`instance_noise` must be a non-negative number"):
-        gan.compile(d_optimizer="adam", g_optimizer="adam", instance_noise=-1.0)
-    with pytest.raises(TypeError, match="d_optimizer"):
-        gan.compile(g_optimizer="adam")
-    shared = keras.optimizers.Adam()
-    with pytest.raises(ValueError, match="same optimizer instance"):
-        gan.compile(d_optimizer=shared, g_optimizer=shared)
 
 
 def test_every_fix_trains_together():

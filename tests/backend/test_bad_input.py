@@ -1,0 +1,154 @@
+"""Every public entry point refuses bad input with a message naming the argument, before any
+traced code runs: one table, both models."""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers
+
+import alllib
+from alllib import data, nets
+from test_gan import LATENT, make_gan, ring_batch
+from test_label_learner import K, blobs, make_learner
+
+x, y = blobs(60)
+ring = ring_batch(64)
+
+
+def learner(predictor=None, discriminator=None, num_classes=K, compiled=True, **kwargs):
+    model = alllib.AdversarialLabelLearner(
+        predictor or nets.mlp_predictor((4,), K), discriminator or nets.label_discriminator(K),
+        num_classes, **kwargs,
+    )
+    if compiled:
+        model.compile(d_optimizer="adam", p_optimizer="adam")
+    return model
+
+
+def gan(generator=None, discriminator=None, latent_dim=LATENT):
+    return alllib.GAN(
+        generator or nets.mlp_generator(LATENT), discriminator or nets.mlp_discriminator(), latent_dim
+    )
+
+
+def compiled_gan(**kwargs):
+    model = gan()
+    model.compile(d_optimizer="adam", g_optimizer="adam", **kwargs)
+    return model
+
+
+def tf_data(*arrays):
+    tf = pytest.importorskip("tensorflow")
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(16)
+
+
+def scores_per_class(inputs):
+    return keras.Sequential([keras.Input(inputs), layers.Dense(2)])
+
+
+CASES = [
+    # -- networks that do not fit together ----------------------------------------------------
+    ("GAN: non-positive latent size", lambda: gan(latent_dim=0),
+     r"`latent_dim` must be a positive integer; received 0"),
+    ("GAN: generator rejects the latent size", lambda: gan(latent_dim=8),
+     r"`generator` could not be called on a noise batch of shape \(2, 8\)"),
+    ("GAN: discriminator rejects the samples", lambda: gan(discriminator=nets.mlp_discriminator(3)),
+     r"`discriminator` could not be called on the generator's output of shape \(2, 2\)"),
+    ("GAN: discriminator gives two scores", lambda: gan(discriminator=scores_per_class((2,))),
+     r"one score \(a logit\) per example.*returned shape \(2, 2\)"),
+    ("GAN: not a model", lambda: alllib.GAN("generator", nets.mlp_discriminator(), LATENT),
+     "`generator` must be a keras.Model; received str"),
+    ("learner: num_classes below 2", lambda: learner(num_classes=1),
+     "`num_classes` must be an integer >= 2; received 1"),
+    ("learner: not a model", lambda: learner(predictor="predictor"),
+     "`predictor` must be a keras.Model; received str"),
+    ("learner: num_classes disagrees with the predictor",
+     lambda: learner(nets.mlp_predictor((4,), 5)).fit(x, y), r"shape \(batch, num_classes\) = \(2, 3\); it returned shape \(2, 5\)"),
+    ("learner: predictor's input shape", lambda: learner(nets.mlp_predictor((6,), K)).fit(x, y),
+     r"`predictor` could not be called on an input batch of shape \(2, 4\)"),
+    ("learner: predictor gives no probabilities",
+     lambda: learner(keras.Sequential([keras.Input((4,)), layers.Dense(K)])).fit(x, y),
+     "must return probabilities .*end it with a softmax"),
+    ("learner: discriminator gives two scores",
+     lambda: learner(discriminator=scores_per_class((K,))).fit(x, y),
+     r"one score per example.*returned shape \(2, 2\)"),
+    ("learner: conditional discriminator with one input",
+     lambda: learner(conditional=True).fit(x, y), r"two inputs, \[x, label_vector\]"),
+    ("learner: negative ce_weight", lambda: learner(ce_weight=-1.0),
+     "`ce_weight` must be a non-negative number; received -1.0"),
+    ("learner: targets of the wrong type", lambda: learner(targets=0.1),
+     "`targets` must be an alllib.SoftTargets; received float"),
+    ("SoftTargets: epsilon 1", lambda: alllib.SoftTargets(1.0),
+     r"`epsilon` must be a number in \[0, 1\); received 1.0"),
+    ("SoftTargets: noise without smoothing", lambda: alllib.SoftTargets(0.0, 10.0),
+     "needs `epsilon` > 0"),
+    # -- compile ----------------------------------------------------------------------------
+    ("GAN: fit before compile", lambda: gan().fit(ring),
+     r"GAN.fit\(\) was called before compile\(\); call compile\(d_optimizer=..., g_optimizer=...\)"),
+    ("learner: fit before compile", lambda: learner(compiled=False).fit(x, y),
+     r"AdversarialLabelLearner.fit\(\) was called before compile\(\); call "
+     r"compile\(d_optimizer=..., p_optimizer=...\)"),
+    ("GAN: missing optimizer", lambda: gan().compile(g_optimizer="adam"),
+     "compile\\(\\) is missing the optimizer argument `d_optimizer`"),
+    ("learner: missing optimizer", lambda: learner(compiled=False).compile(d_optimizer="adam"),
+     "compile\\(\\) is missing the optimizer argument `p_optimizer`"),
+    ("GAN: one optimizer for both", lambda: gan().compile(*[keras.optimizers.Adam()] * 2),
+     "`d_optimizer` is the same optimizer instance as another player's"),
+    ("GAN: unknown loss", lambda: compiled_gan(loss="wgan"), "Unknown adversarial loss 'wgan'"),
+    ("learner: unknown loss", lambda: make_learner(loss="wgan"), "Unknown adversarial loss 'wgan'"),
+    ("GAN: unknown penalty", lambda: compiled_gan(penalty="gp"), "Unknown penalty 'gp'"),
+    ("learner: unknown penalty", lambda: make_learner(penalty="gp"), "Unknown penalty 'gp'"),
+    ("GAN: d_steps 0", lambda: compiled_gan(d_steps=0),
+     "`d_steps` must be a positive integer; received 0"),
+    ("GAN: smoothing a hinge loss", lambda: compiled_gan(loss="hinge", label_smoothing=0.1),
+     "`label_smoothing` needs a logistic loss"),
+    ("GAN: negative instance noise", lambda: compiled_gan(instance_noise=-1.0),
+     "`instance_noise` must be a non-negative number; received -1.0"),
+    # -- data -------------------------------------------------------------------------------
+    ("GAN: real data of the wrong shape", lambda: make_gan().fit(ring[:, :1], verbose=0),
+     r"`x` must be real samples shaped like the generator's output, \(n, 2\); received shape "
+     r"\(64, 1\)"),
+    ("GAN: real data of the wrong rank", lambda: make_gan().fit(ring[None], verbose=0),
+     r"received shape \(1, 64, 2\)"),
+    ("GAN: non-finite real data", lambda: make_gan().fit(np.where(ring > 1, np.inf, ring)),
+     r"`x` contains \d+ NaN or infinite values"),
+    ("GAN: tf.data of the wrong shape", lambda: make_gan().fit(tf_data(ring[:, :1])),
+     r"the samples in `x` must be real samples .*received shape \(16, 1\)"),
+    ("learner: labels out of range", lambda: make_learner().fit(x, y + 1, verbose=0),
+     r"must lie in \[0, num_classes\) = \[0, 3\); found values from 1 to 3"),
+    ("learner: negative labels", lambda: make_learner().fit(x, y - 1, verbose=0), "from -1"),
+    ("learner: one-hot labels", lambda: make_learner().fit(x, np.eye(K)[y], verbose=0),
+     r"`y` must be integer class labels of shape \(n,\) or \(n, 1\); received shape \(60, 3\)"),
+    ("learner: float labels", lambda: make_learner().fit(x, y.astype("float32"), verbose=0),
+     "`y` must have an integer dtype .*received float32"),
+    ("learner: missing labels", lambda: make_learner().fit(x, verbose=0), "`y` is missing"),
+    ("learner: inputs and labels disagree in length", lambda: make_learner().fit(x, y[:50]),
+     "must have the same length; received 60 and 50"),
+    ("learner: non-finite inputs", lambda: make_learner().fit(np.where(x > 3.5, np.nan, x), y),
+     r"`x` contains \d+ NaN or infinite values"),
+    ("learner: labels in tf.data out of range", lambda: make_learner().fit(tf_data(x, y + 3)),
+     r"the labels in `x` must lie in \[0, num_classes\)"),
+    ("learner: labels of a generator", lambda: make_learner().fit(
+        ((x, np.eye(K)[y]) for _ in range(2)), steps_per_epoch=2, epochs=1, verbose=0),
+     r"labels must be integer class labels.*\((60|None), 3\)"),
+    ("learner: bad evaluate labels", lambda: make_learner().evaluate(x, y + 5, verbose=0),
+     r"`y` must lie in \[0, num_classes\)"),
+    ("learner: bad validation labels",
+     lambda: make_learner().fit(x, y, validation_data=(x, y + 3), verbose=0),
+     r"`validation_data\[1\]` must lie in"),
+    ("learner: sample weights", lambda: make_learner().fit(x, y, sample_weight=np.ones(60)),
+     "`sample_weight` is not supported"),
+    ("data: unknown dataset", lambda: data.load("mnist2"), "Unknown dataset 'mnist2'.*digits"),
+    ("data: unknown split", lambda: data.load("digits", split="validation"), "split"),
+]
+
+
+@pytest.mark.parametrize("action, message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_explained(action, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        action()
+
+
+def test_the_table_covers_the_required_mistakes():
+    assert len(CASES) >= 15

@@ -1,11 +1,13 @@
 """Callbacks for watching adversarial training."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
 
 from alllib import ablation, checks, losses, plots
+from alllib.twoplayer import DivergenceGuard  # noqa: F401  (every callback lives here)
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -133,6 +135,38 @@ class StepHistory(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._offset += self._previous[0]
+
+
+class DiscriminatorWins(StepHistory):
+    """Warn once when the discriminator's accuracy stays at or above `threshold` for `patience`
+    steps in a row: it is winning outright, the essay's failure, and its opponent's gradient
+    may be vanishing (notebook 02). Reads the per-step `d_acc` that `StepHistory` recovers;
+    `warned_at` is the step of the warning (None if there was none).
+    """
+
+    def __init__(self, threshold=0.99, patience=100):
+        super().__init__()
+        self.threshold = checks.number("threshold", threshold, 0.0, 1.0, high_inclusive=True)
+        self.patience = checks.integer("patience", patience, 1)
+        self.streak, self.warned_at = 0, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        seen = len(self.steps)
+        super().on_train_batch_end(batch, logs)
+        if len(self.steps) == seen:
+            return
+        covered = self.steps[-1] - (self.steps[-2] if seen else 0)  # steps in this report
+        won = self.values["d_acc"][-1] >= self.threshold
+        self.streak = self.streak + covered if won else 0
+        if self.streak >= self.patience and self.warned_at is None:
+            self.warned_at = self.steps[-1]
+            warnings.warn(
+                f"The discriminator is winning outright: its accuracy on real vs generated "
+                f"examples has been >= {self.threshold:g} for the last {self.streak} steps "
+                f"(to step {self.warned_at}). Its opponent's gradient may be vanishing; try the "
+                "non-saturating loss, an R1 penalty or a slower discriminator (notebook 02).",
+                stacklevel=2,
+            )
 
 
 class DiscriminatorGap(keras.callbacks.Callback):

@@ -203,6 +203,7 @@ class GAN(TwoPlayerModel):
 
     def generate(self, n, seed=None):
         """`n` samples as a NumPy array; a given `seed` gives the same samples every time."""
+        n = checks.integer("n", n, 1)
         noise = keras.random.normal(
             (n, self.latent_dim), seed=self.seed_generator if seed is None else seed
         )

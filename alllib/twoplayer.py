@@ -155,14 +155,15 @@ class TwoPlayerModel(keras.Model):
     def _train_round(self, data):
         logs = self.duel_step(data)
         self.optimizer.iterations.assign_add(1)  # counts rounds, for callbacks
-        total = sum(logs[f"{prefix}_loss"] for prefix in self.players)
-        return {"loss": self._record(loss=total)["loss"], **logs}
+        return logs
 
     def _metric(self, name):
         return next(tracker for tracker in self._trackers if tracker.name == name)
 
     def _record(self, **values):
-        """Update the running means named like the given logs and return those logs."""
+        """Update the running means named like the given logs (and `loss`, the players' losses
+        added up) and return those logs."""
+        values = {"loss": sum(values[f"{prefix}_loss"] for prefix in self.players), **values}
         for name, value in values.items():
             self._metric(name).update_state(value)
         return {name: self._metric(name).result() for name in values}

@@ -57,6 +57,8 @@ CASES = [
      r"`discriminator` could not be called on the generator's output of shape \(2, 2\)"),
     ("GAN: discriminator gives two scores", lambda: gan(discriminator=scores_per_class((2,))),
      r"one score \(a logit\) per example.*returned shape \(2, 2\)"),
+    ("GAN: generate nothing", lambda: gan().generate(0),
+     "`n` must be a positive integer; received 0"),
     ("GAN: not a model", lambda: alllib.GAN("generator", nets.mlp_discriminator(), LATENT),
      "`generator` must be a keras.Model; received str"),
     ("learner: num_classes below 2", lambda: learner(num_classes=1),

@@ -10,6 +10,8 @@ a single `train_step` signature. Everything else in alllib is written once with 
   `tensor_gradient(loss_fn, tensor)` differentiates with respect to a tensor: together they let
   two players share one forward pass of a network. `tensor_gradient` also gives gradient
   penalties their differentiable input gradient.
+- `apply(optimizer, grads, variables)` steps an optimizer; under a `tf.distribute` strategy
+  it divides the gradients by the number of replicas first (`replica_share`).
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
   the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
   JAX, whose trainer passes the whole model state in and expects it back, the step runs inside a
@@ -120,14 +122,34 @@ def tensor_gradient(loss_fn, tensor, differentiable=False):
 
 
 def apply(optimizer, grads, variables):
-    """`optimizer.apply(grads, variables)`, outside autograd on PyTorch."""
+    """`optimizer.apply(grads, variables)`, outside autograd on PyTorch; under a
+    `tf.distribute` strategy each replica applies its share (see `replica_share`)."""
     if BACKEND == "torch":
         import torch
 
         with torch.no_grad():
             optimizer.apply(grads, variables)
     else:
-        optimizer.apply(grads, variables)
+        optimizer.apply(replica_share(grads), variables)
+
+
+def replica_share(grads):
+    """This replica's share of the gradients: `grads / num_replicas_in_sync` on TensorFlow.
+
+    Under a `tf.distribute` strategy (several GPUs) each replica computes the gradient of the
+    mean loss on its slice of the batch, and `optimizer.apply` sums the replicas' gradients;
+    dividing first makes that sum their mean, the gradient on the global batch (Keras's own losses
+    do the same, by scaling the loss). Unchanged on one device, and on JAX, whose data parallelism
+    computes the global batch's mean directly.
+    """
+    if BACKEND != "tensorflow":
+        return grads
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return grads
+    return [None if g is None else tf.math.scalar_mul(1.0 / replicas, g) for g in grads]
 
 
 def minimize(loss_fn, variables, optimizer):

@@ -12,6 +12,7 @@ a single `train_step` signature. Everything else in alllib is written once with 
   penalties their differentiable input gradient.
 - `apply(optimizer, grads, variables)` steps an optimizer; under a `tf.distribute` strategy
   it divides the gradients by the number of replicas first (`replica_share`).
+- `SeedGenerator` gives every `tf.distribute` replica its own random draws.
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
   the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
   JAX, whose trainer passes the whole model state in and expects it back, the step runs inside a
@@ -162,6 +163,28 @@ def minimize(loss_fn, variables, optimizer):
     loss, aux, grads = gradients(loss_fn, variables)
     apply(optimizer, grads, variables)
     return loss, aux, grads
+
+
+class SeedGenerator(keras.random.SeedGenerator):
+    """A `keras.random.SeedGenerator` whose draws differ between `tf.distribute` replicas.
+
+    Every replica of a TensorFlow strategy reads the same seed state, so Keras's own generator
+    gives each replica the same noise: on two GPUs a GAN would see half as many distinct noise
+    vectors per batch. This one offsets the drawn seed by the replica's index. Anywhere else
+    (one device, JAX's single global program) it is Keras's generator unchanged.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered=ordered)
+        if BACKEND != "tensorflow":
+            return seed
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return seed
+        replica = tf.cast(context.replica_id_in_sync_group, seed.dtype)
+        return seed + tf.stack([replica * 7919, tf.zeros_like(replica)])  # a prime stride
 
 
 def steps_per_execution(requested):

@@ -12,7 +12,7 @@ import numpy as np
 from keras import ops
 
 from alllib import checks, losses
-from alllib.backend import minimize
+from alllib.backend import SeedGenerator, minimize
 from alllib.twoplayer import TwoPlayerModel, global_norm
 
 
@@ -42,7 +42,7 @@ class GAN(TwoPlayerModel):
         self.discriminator = discriminator
         self.latent_dim = latent_dim
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = SeedGenerator(seed)
         self._check_networks()
         self.built = True
 

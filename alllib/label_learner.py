@@ -19,7 +19,9 @@ import numpy as np
 from keras import ops
 
 from alllib import checks, losses
-from alllib.backend import apply, forward, gradients, minimize, run_test_step, tensor_gradient
+from alllib.backend import (
+    SeedGenerator, apply, forward, gradients, minimize, run_test_step, tensor_gradient,
+)
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
 from alllib.twoplayer import TwoPlayerModel, global_norm
@@ -85,7 +87,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
         self.targets = targets
         self.ce_weight = float(ce_weight)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = SeedGenerator(seed)
         self.nll_tracker = keras.metrics.Mean(name="nll")
         self.ece_tracker = CalibrationError(name="ece")
         self._probed = set()  # input signatures both networks were checked on

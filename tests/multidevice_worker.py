@@ -9,8 +9,8 @@ The comparison is about gradient aggregation, so it is made deterministic:
 - the optimizers are plain SGD, so gradients summed instead of averaged over the replicas would
   step twice as far (Adam would hide that: its update barely depends on the gradient's scale);
 - the GAN's noise is a fixed function of each example, so an example gets the same noise on
-  whichever replica it lands. Under TensorFlow every replica reads the same seed state and
-  draws the same numbers (Keras's own Dropout included), so random draws cannot match the
+  whichever replica it lands. Under TensorFlow every replica draws from its own offset of the
+  seed (`alllib.backend.SeedGenerator`; checked below), so random draws cannot match the
   one-device run there; the learner's targets are deterministic (`SoftTargets(0.1, None)`) for
   the same reason. On JAX they do match, so a GAN with random noise is compared too. The random
   paths (gradient penalty, instance noise, random targets) also train on two devices, and must
@@ -158,7 +158,20 @@ def check_finite(name, make_model):
     print(f"{name}: trains on 2 devices")
 
 
+def check_replicas_draw_their_own_noise():
+    """Keras's SeedGenerator gives every TensorFlow replica the same numbers; alllib's must not."""
+    with STRATEGY.scope():
+        generator = alllib.backend.SeedGenerator(0)
+        draw = tf.function(lambda: keras.random.normal((4,), seed=generator))
+        first, second = STRATEGY.experimental_local_results(STRATEGY.run(draw))
+    if np.allclose(first, second):
+        sys.exit(f"both replicas drew the same noise: {first} and {second}")
+    print("each replica draws its own noise")
+
+
 def main():
+    if BACKEND == "tensorflow":
+        check_replicas_draw_their_own_noise()
     check_same("GAN, d_steps=2, R1", lambda: gan(penalty="r1", d_steps=2))
     check_same("learner, d_steps=2, R1", lambda: learner(penalty="r1", d_steps=2))
     if BACKEND == "jax":  # one global program: even the random draws are those of one device

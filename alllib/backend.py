@@ -11,7 +11,10 @@ a single `train_step` signature. Everything else in alllib is written once with 
   two players share one forward pass of a network. `tensor_gradient` also gives gradient
   penalties their differentiable input gradient.
 - `apply(optimizer, grads, variables)` steps an optimizer; under a `tf.distribute` strategy
-  it divides the gradients by the number of replicas first (`replica_share`).
+  it divides the gradients by the number of replicas first (`replica_share`). It returns the
+  gradients as applied, for the logs.
+- `scaled(loss_fn, optimizer)` multiplies a loss by the loss scale of a
+  `keras.optimizers.LossScaleOptimizer` (float16 training), which `apply` divides out again.
 - `SeedGenerator` gives every `tf.distribute` replica its own random draws.
 - `run_train_step(model, step_fn, args)` (and `run_test_step`) adapt `step_fn(data) -> logs` to
   the backend's `train_step` (`test_step`): on TensorFlow and PyTorch it is called directly; on
@@ -122,16 +125,48 @@ def tensor_gradient(loss_fn, tensor, differentiable=False):
     raise NotImplementedError(f"alllib does not support the {BACKEND!r} backend.")
 
 
+def scaled(loss_fn, optimizer):
+    """`loss_fn` as differentiated on behalf of `optimizer`: returns `(loss * scale, (loss, aux))`.
+
+    The scale is that of a `LossScaleOptimizer` (float16 training: it keeps small gradients from
+    underflowing in the backward pass), else 1. `apply` divides the gradients by it again.
+    """
+
+    def fn(*args):
+        loss, aux = loss_fn(*args)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return optimizer.scale_loss(loss), (loss, aux)
+        return loss, (loss, aux)
+
+    return fn
+
+
 def apply(optimizer, grads, variables):
     """`optimizer.apply(grads, variables)`, outside autograd on PyTorch; under a
-    `tf.distribute` strategy each replica applies its share (see `replica_share`)."""
+    `tf.distribute` strategy each replica applies its share (see `replica_share`).
+
+    Returns the gradients as the step applied them, for the logs: a `LossScaleOptimizer`'s
+    divided by its loss scale, or all zeros for a step it skips because they are not finite
+    (a skipped step moves nothing, and an infinite norm would spoil the epoch's mean).
+    """
+    variables = list(variables)
+    applied = _unscaled(optimizer, grads)  # before `apply` changes the scale
     if BACKEND == "torch":
         import torch
 
         with torch.no_grad():
             optimizer.apply(grads, variables)
+    elif BACKEND == "jax" and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # Its `apply` assigns variables inside `ops.cond` branches, which JAX cannot trace in a
+        # stateless scope; `stateless_apply` returns the new values instead.
+        new_values, new_state = optimizer.stateless_apply(
+            [v.value for v in optimizer.variables], grads, [v.value for v in variables]
+        )
+        for variable, value in zip(variables + optimizer.variables, new_values + new_state):
+            variable.assign(value)
     else:
         optimizer.apply(replica_share(grads), variables)
+    return applied
 
 
 def replica_share(grads):
@@ -156,13 +191,24 @@ def replica_share(grads):
 def minimize(loss_fn, variables, optimizer):
     """Apply one `optimizer` step to `variables` on the loss returned by `loss_fn`.
 
-    Returns `(loss, aux, grads)` like `gradients`. Variables other than `variables` (the
-    opponent's weights) are never updated, whatever the loss depends on.
+    Returns `(loss, aux, grads)` like `gradients`, with the gradients as `apply` returns them.
+    Variables other than `variables` (the opponent's weights) are never updated, whatever the
+    loss depends on.
     """
     variables = list(variables)
-    loss, aux, grads = gradients(loss_fn, variables)
-    apply(optimizer, grads, variables)
-    return loss, aux, grads
+    _, (loss, aux), grads = gradients(scaled(loss_fn, optimizer), variables)
+    return loss, aux, apply(optimizer, grads, variables)
+
+
+def _unscaled(optimizer, grads):
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return grads
+    finite = optimizer.check_finite(grads)
+    scale = optimizer.dynamic_scale
+    return [
+        g if g is None else keras.ops.where(finite, g / keras.ops.cast(scale, g.dtype), 0.0)
+        for g in grads
+    ]
 
 
 class SeedGenerator(keras.random.SeedGenerator):

@@ -202,12 +202,13 @@ class GAN(TwoPlayerModel):
         )
 
     def generate(self, n, seed=None):
-        """`n` samples as a NumPy array; a given `seed` gives the same samples every time."""
+        """`n` samples as a float32 NumPy array (also under mixed precision); a given `seed`
+        gives the same samples every time."""
         n = checks.integer("n", n, 1)
         noise = keras.random.normal(
             (n, self.latent_dim), seed=self.seed_generator if seed is None else seed
         )
-        return ops.convert_to_numpy(self.generator(noise, training=False))
+        return ops.convert_to_numpy(ops.cast(self.generator(noise, training=False), "float32"))
 
     def get_config(self):
         config = super().get_config()

@@ -20,13 +20,15 @@ from keras import ops
 
 from alllib import checks, losses
 from alllib.backend import (
-    SeedGenerator, apply, forward, gradients, minimize, run_test_step, tensor_gradient,
+    SeedGenerator, apply, forward, gradients, minimize, run_test_step, scaled, tensor_gradient,
 )
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
 from alllib.twoplayer import TwoPlayerModel, global_norm
 
 _PROB_TOLERANCE = 1e-3
+# bfloat16 keeps 8 significant bits: a softmax's rows sum to 1 only within a few thousandths.
+_PROB_TOLERANCE_BY_DTYPE = {"bfloat16": 1e-2}
 
 
 def cross_entropy(one_hot, probs, eps=1e-7):
@@ -180,9 +182,10 @@ class AdversarialLabelLearner(TwoPlayerModel):
             adversarial, ce = self._predictor_loss_terms(x, one_hot, outputs, training=True)
             return (adversarial + self.ce_weight * ce if self.ce_weight else adversarial), ()
 
-        p_loss, _, output_grads = tensor_gradient(predictor_objective, predictions)
-        grads = pullback(output_grads)
-        apply(self.p_optimizer, grads, self.predictor.trainable_variables)
+        _, (p_loss, _), output_grads = tensor_gradient(
+            scaled(predictor_objective, self.p_optimizer), predictions
+        )
+        grads = apply(self.p_optimizer, pullback(output_grads), self.predictor.trainable_variables)
         return self._record(
             d_loss=d_loss,
             p_loss=p_loss,
@@ -306,19 +309,23 @@ class AdversarialLabelLearner(TwoPlayerModel):
         if signature in self._probed:  # the networks have not changed shape since
             return
         try:
-            probs = ops.convert_to_numpy(self.predictor(x, training=False)).astype("float64")
+            outputs = self.predictor(x, training=False)
         except Exception as error:
             raise ValueError(
                 f"`predictor` could not be called on an input batch of shape {x.shape}: {error}"
             ) from error
+        probs = ops.convert_to_numpy(ops.cast(outputs, "float32")).astype("float64")
+        tolerance = _PROB_TOLERANCE_BY_DTYPE.get(
+            keras.backend.standardize_dtype(outputs.dtype), _PROB_TOLERANCE
+        )
         if probs.shape != (len(x), self.num_classes):
             raise ValueError(
                 f"`predictor` must return probabilities of shape (batch, num_classes) = "
                 f"({len(x)}, {self.num_classes}); it returned shape {probs.shape}."
             )
         if (
-            probs.min() < -_PROB_TOLERANCE
-            or np.abs(probs.sum(-1) - 1).max() > _PROB_TOLERANCE
+            probs.min() < -tolerance
+            or np.abs(probs.sum(-1) - 1).max() > tolerance
         ):
             raise ValueError(
                 "`predictor` must return probabilities (non-negative, each row summing to 1; "

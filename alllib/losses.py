@@ -142,7 +142,7 @@ def penalty(name, score_fn, real, fake, seed=None):
     if name == "r1":
         points = real
     else:
-        fake = ops.convert_to_tensor(fake, dtype=real.dtype)
+        fake = ops.cast(fake, real.dtype)  # a mixed-precision generator's are float16
         u_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
         u = random.uniform(u_shape, dtype=real.dtype, seed=seed)
         points = u * real + (1.0 - u) * fake

@@ -4,6 +4,10 @@ Two networks, two optimizers, one `train_step` that is a round of a duel. Keras'
 only `model.optimizer` through its training state (on JAX nothing else is carried from step to
 step), so the two players' optimizers are wrapped in one `keras.optimizers.MultiOptimizer` that
 becomes the compiled optimizer, while each player's update calls its own optimizer directly.
+
+Under the `"mixed_float16"` dtype policy each player's optimizer is a
+`keras.optimizers.LossScaleOptimizer` with its own dynamic loss scale, rather than one around the
+compiled optimizer as `keras.Model.compile` would do: the players' losses and gradients differ.
 """
 
 import math
@@ -70,21 +74,26 @@ class TwoPlayerModel(keras.Model):
             )
         return loss, (real_scores, fake_scores)
 
-    def _compile_players(self, players, **kwargs):
+    def _compile_players(self, players, auto_scale_loss=True, **kwargs):
         """Compile with one optimizer per player.
 
-        `players` maps an argument name (for error messages) to `(optimizer, network)`.
+        `players` maps an argument name (for error messages) to `(optimizer, network)`. With
+        `auto_scale_loss` and a `"mixed_float16"` policy, each player's optimizer is wrapped in a
+        `LossScaleOptimizer` (as Keras would wrap the single optimizer of an ordinary model).
         """
+        scale_loss = auto_scale_loss and self.dtype_policy.name == "mixed_float16"
         optimizers = []
         for arg, (optimizer, _) in players.items():
             if optimizer is None:
                 raise TypeError(f"compile() is missing the optimizer argument `{arg}`.")
             optimizer = keras.optimizers.get(optimizer)
-            if any(optimizer is o for o in optimizers):
+            if any(_inner(optimizer) is _inner(o) for o in optimizers):
                 raise ValueError(
                     f"`{arg}` is the same optimizer instance as another player's; each player "
                     "needs its own optimizer (its own moments and step count)."
                 )
+            if scale_loss and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizers.append(optimizer)
         networks = [network for _, network in players.values()]
         paths = [v.path for network in networks for v in network.trainable_variables]
@@ -96,15 +105,22 @@ class TwoPlayerModel(keras.Model):
         # The first player's optimizer is the default; every variable of the others is mapped
         # explicitly by path. No lambda, so the result serializes.
         mapping = {
-            v.path: optimizer
+            v.path: _inner(optimizer)
             for optimizer, network in zip(optimizers[1:], networks[1:])
             for v in network.trainable_variables
         }
-        compiled = keras.optimizers.MultiOptimizer(
-            keras.optimizers.OptimizerMap(optimizers[0], mapping)
+        compiled = PlayerOptimizers(
+            keras.optimizers.OptimizerMap(_inner(optimizers[0]), mapping),
+            loss_scale_optimizers=[
+                o for o in optimizers if isinstance(o, keras.optimizers.LossScaleOptimizer)
+            ],
         )
+        for optimizer, network in zip(optimizers, networks):
+            if optimizer is not _inner(optimizer) and not optimizer.built:
+                optimizer.build(network.trainable_variables)  # its loss scale, and the inner one
         compiled.build(self.trainable_variables)  # builds each player's optimizer; TF needs it now
-        super().compile(optimizer=compiled, **kwargs)
+        # No second loss scale around the compiled optimizer: each player's update scales its own.
+        super().compile(optimizer=compiled, auto_scale_loss=False, **kwargs)
         return optimizers
 
     def _remember_compile(self, **arguments):
@@ -167,6 +183,30 @@ class TwoPlayerModel(keras.Model):
         for name, value in values.items():
             self._metric(name).update_state(value)
         return {name: self._metric(name).result() for name in values}
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class PlayerOptimizers(keras.optimizers.MultiOptimizer):
+    """The compiled optimizer: a `MultiOptimizer` over the players' optimizers.
+
+    A `MultiOptimizer` refuses to hold a `LossScaleOptimizer`, so it holds their inner
+    optimizers, and `variables` adds each loss scale's state: on JAX, `fit` carries from step to
+    step only what `model.optimizer.variables` lists.
+    """
+
+    def __init__(self, optimizer_map, loss_scale_optimizers=(), **kwargs):
+        super().__init__(optimizer_map, **kwargs)
+        self.loss_scale_optimizers = list(loss_scale_optimizers)
+
+    @property
+    def variables(self):
+        return super().variables + [
+            v for o in self.loss_scale_optimizers for v in (o.step_counter, o.dynamic_scale)
+        ]
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def global_norm(grads):

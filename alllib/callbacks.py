@@ -123,7 +123,8 @@ class StepHistory(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        count = batch + 1
+        # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
+        count = min(batch + 1, self.params.get("steps") or batch + 1)
         done, means = self._previous
         if count <= done:
             return
@@ -148,6 +149,8 @@ class DiscriminatorWins(StepHistory):
         super().__init__()
         self.threshold = checks.number("threshold", threshold, 0.0, 1.0, high_inclusive=True)
         self.patience = checks.integer("patience", patience, 1)
+
+    def on_train_begin(self, logs=None):
         self.streak, self.warned_at = 0, None
 
     def on_train_batch_end(self, batch, logs=None):

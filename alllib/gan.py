@@ -129,7 +129,7 @@ class GAN(TwoPlayerModel):
             **kwargs,
         )
 
-    def check_fit_data(self, x, y, kwargs):
+    def check_fit_data(self, x, y, validation_data, kwargs):
         """Real samples `x` (labels, if any, are ignored) must be shaped like the generator's
         output and finite: arrays are checked whole, a `tf.data.Dataset` by its first batch."""
         batch = checks.first_batch(x)

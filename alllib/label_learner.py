@@ -236,14 +236,14 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
 
-    def check_fit_data(self, x, y, kwargs):
+    def check_fit_data(self, x, y, validation_data, kwargs):
         self._reject_weights(kwargs, ("sample_weight", "class_weight"))
         self._check_data(x, y, "x", "y")
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            if len(validation) == 3:
-                self._reject_weights({"validation_data[2]": validation[2]}, ("validation_data[2]",))
-            self._check_data(validation[0], validation[1], "validation_data[0]", "validation_data[1]")
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+            if len(validation_data) == 3:
+                self._reject_weights({"validation_data[2]": validation_data[2]},
+                                     ("validation_data[2]",))
+            self._check_data(*validation_data[:2], "validation_data[0]", "validation_data[1]")
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._reject_weights(kwargs, ("sample_weight",))

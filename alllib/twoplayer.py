@@ -26,7 +26,7 @@ class TwoPlayerModel(keras.Model):
     `players` maps each player's log prefix to its name, in the order the players move in a
     round; each player logs `{prefix}_loss` and `{prefix}_grad_norm`. The model also logs `loss`,
     the players' losses added up: no one minimises it, but it is finite exactly when both are,
-    and Keras callbacks that watch `loss` (`TerminateOnNaN`, `EarlyStopping`'s default) need it.
+    and Keras callbacks that read `loss` (`TerminateOnNaN`, any given `monitor="loss"`) need it.
     """
 
     players = {}
@@ -146,7 +146,8 @@ class TwoPlayerModel(keras.Model):
         self.seed_generator.state.assign(store[_SEED_STATE])
         super().load_own_variables({k: store[k] for k in store.keys() if k != _SEED_STATE})
 
-    def fit(self, x=None, y=None, *args, callbacks=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, **kwargs):
         """`keras.Model.fit` after checking the data eagerly (`check_fit_data`), plus a
         `DivergenceGuard`, unless `callbacks` has one already or a
         `keras.callbacks.TerminateOnNaN` (which stops quietly instead)."""
@@ -155,15 +156,19 @@ class TwoPlayerModel(keras.Model):
                 f"{type(self).__name__}.fit() was called before compile(); call "
                 f"compile({', '.join(f'{p}_optimizer=...' for p in self.players)}) first."
             )
-        self.check_fit_data(x, y, kwargs)
+        self.check_fit_data(x, y, validation_data, kwargs)
         callbacks = list(callbacks or [])
         watchers = (DivergenceGuard, keras.callbacks.TerminateOnNaN)
         if not any(isinstance(c, watchers) for c in callbacks):
             callbacks.append(DivergenceGuard())
-        return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+            validation_split=validation_split, validation_data=validation_data, **kwargs,
+        )
 
-    def check_fit_data(self, x, y, kwargs):
-        """Raise a clear error for data `fit` cannot use, before any traced code runs."""
+    def check_fit_data(self, x, y, validation_data, kwargs):
+        """Raise a clear error for data `fit` cannot use, before any traced code runs; `kwargs`
+        are `fit`'s other keyword arguments."""
 
     def train_step(self, *args):
         return backend.run_train_step(self, self._train_round, args)
@@ -185,7 +190,6 @@ class TwoPlayerModel(keras.Model):
         return {name: self._metric(name).result() for name in values}
 
 
-@keras.saving.register_keras_serializable(package="alllib")
 class PlayerOptimizers(keras.optimizers.MultiOptimizer):
     """The compiled optimizer: a `MultiOptimizer` over the players' optimizers.
 
@@ -217,35 +221,47 @@ def global_norm(grads):
 class DivergenceGuard(keras.callbacks.Callback):
     """Stop training at the first non-finite loss or gradient norm, naming the player and step.
 
-    A NaN or infinity never recovers and spreads to the opponent within a round, so the first
-    player (in the order they move) with a non-finite `{prefix}_loss` or `{prefix}_grad_norm` is
-    the one that diverged. Keras logs running means over the epoch, and a mean stays non-finite
-    once one value was, so checking after every call into the backend finds the first one.
-    With `steps_per_execution=k` it can only name the chunk of k steps. `TwoPlayerModel.fit`
-    adds one unless given its own. Raises `FloatingPointError`.
+    Keras logs running means over the epoch, and a mean stays non-finite once one value was, so
+    checking after every call into the backend finds the first bad step (with
+    `steps_per_execution=k`, its chunk of k steps). A NaN reaches the opponent within a round:
+    the discriminator reads the generator's samples (the predictor's outputs), the generator the
+    discriminator it has just updated. So when both players went non-finite in the same round
+    the message names both, the first to move (the likely origin) first.
+    `TwoPlayerModel.fit` adds one unless given its own. Raises `FloatingPointError`.
     """
 
-    def on_train_begin(self, logs=None):
-        self._rounds = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-
     def on_epoch_begin(self, epoch, logs=None):
+        # Read here rather than at the start of fit: BackupAndRestore may restore it in between.
+        self._start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._epoch, self._done = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        first, self._done = self._done, batch + 1
+        # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
+        first, self._done = self._done, min(batch + 1, self.params.get("steps") or batch + 1)
+        found = {}
         for prefix, player in self.model.players.items():
             for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm")):
                 value = float(logs[f"{prefix}_{suffix}"])
-                if math.isfinite(value):
-                    continue
-                where = f"step {batch + 1}" if batch == first else f"steps {first + 1}-{batch + 1}"
-                self.model.stop_training = True
-                raise FloatingPointError(
-                    f"Training diverged: the {player}'s {quantity} "
-                    f"became {value} at epoch {self._epoch + 1}, {where} (round "
-                    f"{self._rounds + batch + 1} of its training). Lower its learning "
-                    "rate, add a gradient penalty, or check the data."
-                )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._rounds += self._done
+                if not math.isfinite(value):
+                    found.setdefault(player, []).append(f"{quantity} is {value}")
+        if not found:
+            return
+        if self._done - first == 1:
+            where = f"step {self._done} (round {self._start + self._done}"
+        else:
+            where = (f"steps {first + 1}-{self._done} (rounds {self._start + first + 1}-"
+                     f"{self._start + self._done}")
+        what = "; ".join(f"the {player}'s {' and '.join(q)}" for player, q in found.items())
+        both = ""
+        if len(found) > 1 and self._done - first > 1:
+            both = " Both players went non-finite in these steps; steps_per_execution=1 would " \
+                   "narrow it to one round."
+        elif len(found) > 1:
+            mover, other = found
+            both = (f" Both players went non-finite in the same round: the {mover} moved first, "
+                    f"so it is the likely origin, but it reads the {other}'s outputs, so the "
+                    f"{other} may have started it.")
+        raise FloatingPointError(
+            f"Training diverged at epoch {self._epoch + 1}, {where} of its training): {what}."
+            f"{both} Lower the learning rates, add a gradient penalty, or check the data."
+        )

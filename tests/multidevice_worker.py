@@ -183,6 +183,9 @@ def main():
         "GAN, random noise, gradient penalty, instance noise",
         lambda: gan(alllib.GAN, loss="wasserstein", penalty="gradient_penalty", instance_noise=0.1),
     )
+    keras.mixed_precision.set_global_policy("mixed_float16")  # one loss scale per player
+    check_finite("GAN under mixed_float16, R1", lambda: gan(alllib.GAN, penalty="r1"))
+    keras.mixed_precision.set_global_policy("float32")
     # JAX: the random targets' gamma draws (a rejection loop with a collective inside) now and
     # then deadlock XLA's simulated host devices, so the JAX learner draws only the penalty's.
     targets = alllib.SoftTargets() if BACKEND == "tensorflow" else alllib.SoftTargets(0.1, None)

@@ -9,7 +9,7 @@ import keras
 from keras import layers, ops
 
 import alllib
-from alllib import data, losses, metrics, nets
+from alllib import data, metrics, nets
 
 LATENT = 4
 
@@ -18,7 +18,7 @@ def ring_batch(n=512, seed=0):
     return data.load("ring", n=n, seed=seed)[0]
 
 
-def make_gan(seed=0, d_optimizer=None, g_optimizer=None, batchnorm=False):
+def make_gan(seed=0, d_optimizer=None, g_optimizer=None, batchnorm=False, **compile_args):
     keras.utils.set_random_seed(seed)
     if batchnorm:
         generator = keras.Sequential(
@@ -34,6 +34,7 @@ def make_gan(seed=0, d_optimizer=None, g_optimizer=None, batchnorm=False):
     gan.compile(
         d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
         g_optimizer=g_optimizer or keras.optimizers.Adam(1e-3),
+        **compile_args,
     )
     return gan
 

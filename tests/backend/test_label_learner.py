@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 import alllib
 from alllib import metrics, nets
@@ -27,7 +27,9 @@ def make_learner(seed=0, conditional=False, d_optimizer=None, p_optimizer=None, 
     discriminator = nets.label_discriminator(
         K, input_shape=(4,) if conditional else None, width=16, spectral_norm=spectral_norm
     )
-    compile_args = {k: kwargs.pop(k) for k in ("loss", "penalty", "d_steps") if k in kwargs}
+    compile_args = {
+        k: kwargs.pop(k) for k in ("loss", "penalty", "penalty_weight", "d_steps") if k in kwargs
+    }
     learner = alllib.AdversarialLabelLearner(
         predictor, discriminator, K, conditional=conditional, **kwargs
     )

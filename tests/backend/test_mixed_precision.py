@@ -9,8 +9,11 @@ from keras import ops
 
 import alllib
 from alllib import nets
+import test_gan
+import test_label_learner
 from test_gan import LATENT, changed, ring_batch, weights
-from test_label_learner import K, blobs
+from test_label_learner import blobs
+
 LossScaleOptimizer = keras.optimizers.LossScaleOptimizer
 
 
@@ -21,32 +24,17 @@ def float32_afterwards():
 
 
 def make_gan(policy, d_optimizer=None, g_optimizer=None, seed=0, **compile_args):
-    """Everything built under `policy`, as a user would: set it first."""
+    """The suite's GAN, built under `policy`, as a user would: set it first."""
     keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(seed)
-    gan = alllib.GAN(nets.mlp_generator(LATENT, width=16), nets.mlp_discriminator(width=16), LATENT)
-    gan.compile(
-        d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
-        g_optimizer=g_optimizer or keras.optimizers.Adam(1e-3),
-        **compile_args,
-    )
-    return gan
+    return test_gan.make_gan(seed, d_optimizer, g_optimizer, **compile_args)
 
 
 def make_learner(policy, d_optimizer=None, p_optimizer=None, seed=0, **compile_args):
     keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(seed)
-    learner = alllib.AdversarialLabelLearner(
-        nets.mlp_predictor((4,), K, width=16),
-        nets.label_discriminator(K, input_shape=(4,), width=16),
-        K, conditional=True, ce_weight=0.5,
-    )
-    learner.compile(
-        d_optimizer=d_optimizer or keras.optimizers.Adam(1e-3),
-        p_optimizer=p_optimizer or keras.optimizers.Adam(1e-3),
+    return test_label_learner.make_learner(
+        seed, conditional=True, d_optimizer=d_optimizer, p_optimizer=p_optimizer, ce_weight=0.5,
         **compile_args,
     )
-    return learner
 
 
 def players(model):

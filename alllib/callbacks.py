@@ -124,7 +124,7 @@ class StepHistory(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
-        count = min(batch + 1, self.params.get("steps") or batch + 1)
+        count = min(batch + 1, (self.params or {}).get("steps") or batch + 1)
         done, means = self._previous
         if count <= done:
             return

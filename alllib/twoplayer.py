@@ -228,16 +228,29 @@ class DivergenceGuard(keras.callbacks.Callback):
     discriminator it has just updated. So when both players went non-finite in the same round
     the message names both, the first to move (the likely origin) first.
     `TwoPlayerModel.fit` adds one unless given its own. Raises `FloatingPointError`.
+
+    Reading the logs waits for the device at every check, which costs JAX its asynchronous
+    dispatch (`benchmarks/divergence_guard.py`); `every=n` checks every n-th call into the
+    backend and at the end of each epoch, and then names the steps since the last check.
     """
+
+    def __init__(self, every=1):
+        super().__init__()
+        self.every = checks.integer("every", every, 1)
 
     def on_epoch_begin(self, epoch, logs=None):
         # Read here rather than at the start of fit: BackupAndRestore may restore it in between.
         self._start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        self._epoch, self._done = epoch, 0
+        self._epoch, self._checked, self._calls = epoch, 0, 0
 
     def on_train_batch_end(self, batch, logs=None):
         # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
-        first, self._done = self._done, min(batch + 1, self.params.get("steps") or batch + 1)
+        steps = (self.params or {}).get("steps")
+        done = min(batch + 1, steps or batch + 1)
+        self._calls += 1
+        if self._calls % self.every and done != steps:
+            return
+        first, self._checked = self._checked, done
         found = {}
         for prefix, player in self.model.players.items():
             for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm")):
@@ -246,16 +259,16 @@ class DivergenceGuard(keras.callbacks.Callback):
                     found.setdefault(player, []).append(f"{quantity} is {value}")
         if not found:
             return
-        if self._done - first == 1:
-            where = f"step {self._done} (round {self._start + self._done}"
+        if done - first == 1:
+            where = f"step {done} (round {self._start + done}"
         else:
-            where = (f"steps {first + 1}-{self._done} (rounds {self._start + first + 1}-"
-                     f"{self._start + self._done}")
+            where = (f"steps {first + 1}-{done} (rounds {self._start + first + 1}-"
+                     f"{self._start + done}")
         what = "; ".join(f"the {player}'s {' and '.join(q)}" for player, q in found.items())
         both = ""
-        if len(found) > 1 and self._done - first > 1:
-            both = " Both players went non-finite in these steps; steps_per_execution=1 would " \
-                   "narrow it to one round."
+        if len(found) > 1 and done - first > 1:
+            both = (" Both players went non-finite in these steps; checking every step "
+                    "(steps_per_execution=1, every=1) would narrow it to one round.")
         elif len(found) > 1:
             mover, other = found
             both = (f" Both players went non-finite in the same round: the {mover} moved first, "

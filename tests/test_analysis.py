@@ -20,12 +20,17 @@ def test_step_history_recovers_each_step_from_running_means():
 
 def test_step_history_averages_chunks_with_steps_per_execution():
     history = callbacks.StepHistory()
-    history.on_epoch_begin(0)
-    values = [1.0, 2.0, 3.0, 4.0]
-    for batch in (1, 3):  # reports after steps 2 and 4
-        history.on_train_batch_end(batch, {"x": np.mean(values[: batch + 1])})
-    assert history.steps == [2, 4]
-    np.testing.assert_allclose(history.values["x"], [1.5, 3.5])
+    history.set_params({"steps": 5})
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]
+    for epoch in range(2):
+        history.on_epoch_begin(epoch)
+        # Chunks of 2: Keras reports after steps 2 and 4, and the short last chunk (step 5 only)
+        # by its nominal end, 6.
+        for batch in (1, 3, 5):
+            history.on_train_batch_end(batch, {"x": np.mean(values[: min(batch + 1, 5)])})
+        history.on_epoch_end(epoch)
+    assert history.steps == [2, 4, 5, 7, 9, 10]
+    np.testing.assert_allclose(history.values["x"], [1.5, 3.5, 5.0] * 2)
 
 
 def test_ece_on_a_hand_computed_case():

@@ -245,7 +245,14 @@ def test_divergence_inside_chunks_of_steps_names_the_chunk():
     model.compile(d_optimizer="adam", g_optimizer="adam", steps_per_execution=2)
     message = divergence_message(model, n=320, callbacks=[alllib.callbacks.DivergenceGuard()])
     assert "at epoch 2, steps 3-4 (rounds 8-9 of its training): the " in message
-    assert "steps_per_execution=1 would narrow it to one round" in message
+    assert "would narrow it to one round" in message
+
+
+def test_a_guard_that_checks_every_third_call_names_the_steps_since_its_last_check():
+    model = poisoned_gan(generator=(2 * 8, "output"))  # the generator's own step of round 8
+    guard = alllib.callbacks.DivergenceGuard(every=3)  # checks after rounds 3, 5 (epoch end), 8
+    message = divergence_message(model, n=320, callbacks=[guard])
+    assert "at epoch 2, steps 1-3 (rounds 6-8 of its training): the generator's" in message
 
 
 @pytest.mark.parametrize("build", [lambda: poisoned_gan(discriminator=(4, "output")),

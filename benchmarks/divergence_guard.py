@@ -1,0 +1,66 @@
+"""What does the divergence guard cost? `fit` with it (every step, and every 50th call) against
+`fit` without it, on a small GAN where per-step overhead shows most.
+
+The guard reads four logged values after each call into the backend, which makes the host wait
+for the device: nothing on TensorFlow, whose `fit` waits anyway, but JAX loses its asynchronous
+dispatch. The configuration is the ring GAN of the notebooks (MLPs of width 64, batch 256).
+"Without" calls `keras.Model.fit` directly, skipping the guard `TwoPlayerModel.fit` adds. The
+sides are timed in the same process, interleaved; the median of the repeats is reported.
+
+    KERAS_BACKEND=jax python benchmarks/divergence_guard.py --steps 200 --repeats 5
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import alllib  # noqa: E402
+from alllib import data, nets  # noqa: E402
+
+BATCH = 256
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed fit")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timed fits per side")
+    args = parser.parse_args()
+
+    x = data.load("ring", n=BATCH * args.steps, seed=0)[0]
+    keras.utils.set_random_seed(0)
+    gan = alllib.GAN(nets.mlp_generator(2, width=64), nets.mlp_discriminator(width=64), 2)
+    gan.compile(d_optimizer="adam", g_optimizer="adam")
+    fit = dict(batch_size=BATCH, epochs=1, verbose=0, shuffle=False)
+    sides = {
+        "no guard": lambda: keras.Model.fit(gan, x, **fit),
+        "guard, every step": lambda: gan.fit(x, **fit),
+        "guard, every=50": lambda: gan.fit(
+            x, callbacks=[alllib.callbacks.DivergenceGuard(every=50)], **fit),
+    }
+    for run in sides.values():  # compile and warm up
+        run()
+    times = {name: [] for name in sides}
+    for _ in range(args.repeats):
+        for name, run in sides.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+
+    base = statistics.median(times["no guard"])
+    print(f"backend {keras.backend.backend()}, {args.steps} steps x {args.repeats} repeats, "
+          f"batch {BATCH}, median")
+    for name, t in times.items():
+        median = statistics.median(t)
+        print(f"  {name:<18} {args.steps / median:8.1f} steps/s   time / no guard = "
+              f"{median / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -71,7 +71,7 @@ def main():
     y = rng.integers(0, classes, args.batch).astype("int32")
     seconds = experiments.step_times({name: m for name, (m, _) in METHODS.items()}, x, y, classes,
                                      batch_size=args.batch, steps=args.steps, repeats=args.repeats)
-    print(f"\n| method | ms/step | ratio to CE | target |")
+    print("\n| method | ms/step | ratio to CE | target |")
     print("|---|---|---|---|")
     for name, (_, target) in METHODS.items():
         ratio = seconds[name] / seconds["ce"]

@@ -12,9 +12,7 @@ sides are timed in the same process, interleaved; the median of the repeats is r
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -23,6 +21,7 @@ import keras
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import alllib  # noqa: E402
 from alllib import data, nets  # noqa: E402
+from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py)
 
 BATCH = 256
 
@@ -44,22 +43,12 @@ def main():
         "guard, every=50": lambda: gan.fit(
             x, callbacks=[alllib.callbacks.DivergenceGuard(every=50)], **fit),
     }
-    for run in sides.values():  # compile and warm up
-        run()
-    times = {name: [] for name in sides}
-    for _ in range(args.repeats):
-        for name, run in sides.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-
-    base = statistics.median(times["no guard"])
+    seconds = interleaved_medians(sides, args.repeats)
     print(f"backend {keras.backend.backend()}, {args.steps} steps x {args.repeats} repeats, "
           f"batch {BATCH}, median")
-    for name, t in times.items():
-        median = statistics.median(t)
-        print(f"  {name:<18} {args.steps / median:8.1f} steps/s   time / no guard = "
-              f"{median / base:5.2f}x")
+    for name, t in seconds.items():
+        print(f"  {name:<18} {args.steps / t:8.1f} steps/s   time / no guard = "
+              f"{t / seconds['no guard']:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ each side uses. Each timed block ends with a device synchronisation, none inside
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -32,6 +30,7 @@ import keras
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import alllib  # noqa: E402
 from alllib import nets  # noqa: E402
+from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py)
 
 SHAPE, BATCH, LATENT, LR, BETA_1 = (28, 28, 1), 256, 128, 2e-4, 0.5
 
@@ -179,16 +178,8 @@ def main():
     except ImportError:
         print("torch is not installed: no eager PyTorch side")
 
-    for run in sides.values():  # compile and warm up
-        run()
-    times = {name: [] for name in sides}
-    for _ in range(args.repeats):
-        for name, run in sides.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-
-    rate = {name: args.steps / statistics.median(t) for name, t in times.items()}
+    seconds = interleaved_medians(sides, args.repeats)
+    rate = {name: args.steps / t for name, t in seconds.items()}
     ours = rate[f"alllib ({backend})"]
     print(f"\nbackend {backend}, batch {BATCH}, {args.steps} steps x {args.repeats} repeats, "
           f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit}")

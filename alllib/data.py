@@ -1,19 +1,38 @@
 """Datasets for the course, all returned as NumPy arrays `(x, y)`.
 
-- `"mnist"`, `"fashion_mnist"`, `"cifar10"`: tensorflow-datasets, images scaled to [-1, 1]
-  (the range of a tanh generator), shape `(n, height, width, channels)`.
+- `"fashion_mnist"`, `"mnist"`: 28x28 grayscale images in ten classes, read from the original IDX
+  files wherever they already are (see `load`), else from tensorflow-datasets.
+- `"cifar10"`: tensorflow-datasets.
 - `"digits"`: scikit-learn's 1797 real 8x8 handwritten digits; ships with scikit-learn, so it
-  needs no network. Scaled to [-1, 1], shape `(n, 8, 8, 1)`.
+  needs no network.
 - `"ring"`: 8 Gaussians on a circle of radius 2, standard deviation 0.02 (VEEGAN's benchmark).
 - `"grid"`: 25 Gaussians on a 5x5 grid with spacing 2, standard deviation 0.05.
   For the mixtures, `y` is the index of the mode each point was drawn from.
+
+Images are scaled to [-1, 1] (the range of a tanh generator), shape `(n, height, width, channels)`.
+`validation_split` and `labelled_subset` carve class-balanced, seeded pieces out of a split.
 """
+
+import glob
+import gzip
+import os
 
 import numpy as np
 
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 OFFLINE_DATASETS = ("digits", "ring", "grid")
 DATASETS = TFDS_DATASETS + OFFLINE_DATASETS
+
+# The four files of the original MNIST-style releases, per split: (images, labels).
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# The subfolder that holds a dataset's IDX files, under ALLLIB_DATA_DIR, under Keras's cache
+# (`~/.keras/datasets/`, Fashion-MNIST only: Keras keeps MNIST as one .npz) and under Debian's root.
+IDX_FOLDERS = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
+DEBIAN_ROOT = "/usr/share/datasets"
+DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
 
 
 class DatasetUnavailable(RuntimeError):
@@ -23,6 +42,11 @@ class DatasetUnavailable(RuntimeError):
 def load(name, split="train", n=None, seed=0):
     """Load dataset `name` as `(x, y)`.
 
+    Fashion-MNIST (and MNIST) are looked for, in order: the four IDX files in
+    `$ALLLIB_DATA_DIR/fashion-mnist/` (`mnist/`); a prepared tensorflow-datasets copy (no download); Keras's cache
+    (`~/.keras/datasets/fashion-mnist/`); Debian's `dataset-fashion-mnist` package; then a
+    download when online. `source(name)` says which one `load` would use.
+
     Args:
         name: one of `DATASETS`.
         split: `"train"` or `"test"`. For digits the test split is a fixed 20% of the data;
@@ -30,18 +54,78 @@ def load(name, split="train", n=None, seed=0):
         n: number of examples to keep (the mixtures: to draw; default 10 000).
         seed: seed for the mixtures and for subsampling.
     """
-    if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r} for argument `name`; expected one of {DATASETS}.")
-    if split not in ("train", "test"):
-        raise ValueError(f"`split` must be 'train' or 'test'; received {split!r}.")
+    _check_name_and_split(name, split)
     if name in ("ring", "grid"):
         draw_seed = seed if split == "train" else seed + 1_000_003
         return _mixture(name, 10_000 if n is None else n, draw_seed)
-    x, y = _digits(split) if name == "digits" else _tfds(name, split)
+    if name == "digits":
+        x, y = _digits(split)
+    else:
+        _, read = _locate(name)
+        images, labels = read(split)
+        if images.ndim == 3:
+            images = images[..., None]
+        x, y = images.astype("float32") / 127.5 - 1.0, labels.astype("int32")
     if n is not None and n < len(x):
         keep = np.random.default_rng(seed).choice(len(x), n, replace=False)
         x, y = x[keep], y[keep]
     return x, y
+
+
+def source(name):
+    """Where `load(name)` reads from, in words a notebook can print (no machine paths)."""
+    _check_name_and_split(name, "train")
+    if name in OFFLINE_DATASETS:
+        return "scikit-learn (bundled)" if name == "digits" else "synthetic"
+    return _locate(name)[0]
+
+
+def validation_split(x, y, fraction=0.1, seed=0):
+    """Split `(x, y)` into `(x_train, y_train), (x_val, y_val)`, holding out `fraction` of every
+    class, chosen by `seed`. Every choice a notebook makes is made on the held-out part."""
+    x, y = _check_pair(x, y)
+    if not 0 < fraction < 1:
+        raise ValueError(f"`fraction` must be in (0, 1); received {fraction}.")
+    classes, counts = np.unique(y, return_counts=True)
+    held = _balanced_pick(y, dict(zip(classes, np.round(fraction * counts).astype(int))), seed)
+    rest = np.setdiff1d(np.arange(len(y)), held)
+    return (x[rest], y[rest]), (x[held], y[held])
+
+
+def labelled_subset(x, y, n, seed=0):
+    """Keep `n` labels, the same number from every class (the first `n % K` classes in a seeded
+    order get one more), and return `(x_labelled, y_labelled), (x_rest, y_rest)`: the few-label
+    setting, where the rest is used without its labels."""
+    x, y = _check_pair(x, y)
+    classes, counts = np.unique(y, return_counts=True)
+    if not isinstance(n, (int, np.integer)) or not len(classes) <= n <= len(y):
+        raise ValueError(
+            f"`n` must be an integer from {len(classes)} (one per class) to {len(y)}; received {n!r}."
+        )
+    quota = np.full(len(classes), n // len(classes))
+    quota[np.random.default_rng(seed).permutation(len(classes))[: n % len(classes)]] += 1
+    short = classes[quota > counts]
+    if len(short):
+        raise ValueError(f"`n`={n} needs {quota.max()} examples of each class; classes {short.tolist()} have fewer.")
+    picked = _balanced_pick(y, dict(zip(classes, quota)), seed)
+    rest = np.setdiff1d(np.arange(len(y)), picked)
+    return (x[picked], y[picked]), (x[rest], y[rest])
+
+
+def read_idx(path):
+    """Read one IDX file (optionally gzipped) as a uint8 array: a big-endian header of a magic
+    number (two zero bytes, type 0x08 for unsigned bytes, the number of dimensions), one int32
+    per dimension, then the raw values."""
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as file:
+        raw = file.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{os.path.basename(path)} is not an IDX file of unsigned bytes.")
+    dims = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", dims, offset=4))
+    values = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims)
+    if values.size != np.prod(shape):
+        raise ValueError(f"{os.path.basename(path)}: header says {shape}, found {values.size} values.")
+    return values.reshape(shape)
 
 
 def mixture_modes(name):
@@ -63,6 +147,96 @@ def _mixture(name, n, seed):
     return x.astype("float32"), y.astype("int32")
 
 
+def _check_name_and_split(name, split):
+    if name not in DATASETS:
+        raise ValueError(f"Unknown dataset {name!r} for argument `name`; expected one of {DATASETS}.")
+    if split not in ("train", "test"):
+        raise ValueError(f"`split` must be 'train' or 'test'; received {split!r}.")
+
+
+def _check_pair(x, y):
+    x, y = np.asarray(x), np.asarray(y).reshape(-1)
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"`x` and `y` must be non-empty and of the same length; received {len(x)} and {len(y)}.")
+    return x, y
+
+
+def _balanced_pick(y, per_class, seed):
+    """Indices of `per_class[c]` examples of each class c, drawn by `seed`, in one shuffled order."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(y == c))[:k] for c, k in per_class.items()]
+    return rng.permutation(np.concatenate(picked))
+
+
+def _locate(name):
+    """`(label, read)` for the first place that has `name`; `read(split)` gives uint8 images and
+    labels. Raises `DatasetUnavailable` naming the ways to get it when nothing has it."""
+
+    def idx_reader(root):
+        folder = root and name in IDX_FOLDERS and os.path.join(root, IDX_FOLDERS[name])
+        if folder and _has_idx(folder):
+            return lambda split: _read_idx_split(folder, split)
+        return None
+
+    keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
+    if reader := idx_reader(os.environ.get("ALLLIB_DATA_DIR")):
+        return "ALLLIB_DATA_DIR", reader
+    if _tfds_prepared(name):
+        return "tensorflow-datasets (prepared copy)", lambda split: _tfds(name, split, download=False)
+    if name == "fashion_mnist" and (reader := idx_reader(os.path.join(keras_home, "datasets"))):
+        return "Keras dataset cache", reader
+    if name in DEBIAN_PACKAGES and (reader := idx_reader(DEBIAN_ROOT)):
+        return f"Debian package {DEBIAN_PACKAGES[name]}", reader
+    if _online():
+        if name == "fashion_mnist":
+            return "download (keras.datasets)", _keras_download
+        return "download (tensorflow-datasets)", lambda split: _tfds(name, split, download=True)
+    raise DatasetUnavailable(_unavailable_message(name))
+
+
+def _unavailable_message(name):
+    ways = [
+        "on Colab (online), it downloads by itself",
+        f"put the four IDX files ({', '.join(sum(IDX_FILES.values(), ()))}, gzipped or not) in "
+        f"a folder {IDX_FOLDERS.get(name, name)}/ and set ALLLIB_DATA_DIR to the folder above it",
+    ]
+    if name in DEBIAN_PACKAGES:
+        ways.insert(1, f"on Debian or Ubuntu: sudo apt-get install {DEBIAN_PACKAGES[name]}")
+        ways.insert(2, "elsewhere, once online: python -c 'import keras; keras.datasets.fashion_mnist.load_data()'")
+    else:
+        ways.insert(1, f"once online: tensorflow-datasets downloads it (tfds.load({name!r}))")
+    return (
+        f"Dataset {name!r} was not found on this machine and there is no network to fetch it. "
+        f"Ways to get it: " + "; ".join(ways) + ". "
+        f"Or use an offline dataset instead: {OFFLINE_DATASETS} (e.g. alllib.data.load('digits'))."
+    )
+
+
+def _idx_path(folder, stem):
+    for candidate in (stem + ".gz", stem):
+        if os.path.isfile(os.path.join(folder, candidate)):
+            return os.path.join(folder, candidate)
+    return None
+
+
+def _has_idx(folder):
+    return all(_idx_path(folder, stem) for pair in IDX_FILES.values() for stem in pair)
+
+
+def _read_idx_split(folder, split):
+    images, labels = (read_idx(_idx_path(folder, stem)) for stem in IDX_FILES[split])
+    if len(images) != len(labels):
+        raise ValueError(f"The {split} IDX files disagree: {len(images)} images, {len(labels)} labels.")
+    return images, labels
+
+
+def _keras_download(split):
+    import keras
+
+    train, test = keras.datasets.fashion_mnist.load_data()
+    return train if split == "train" else test
+
+
 def _digits(split):
     from sklearn.datasets import load_digits
 
@@ -75,31 +249,23 @@ def _digits(split):
     return x[keep], y[keep]
 
 
-def _tfds(name, split):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:
-        raise DatasetUnavailable(
-            f"Dataset {name!r} needs tensorflow-datasets (pip install tensorflow-datasets). "
-            f"Offline alternatives: {OFFLINE_DATASETS}."
-        ) from error
-    try:  # already downloaded (or mocked in tests): no network needed
-        dataset = tfds.load(name, split=split, as_supervised=True, download=False)
-    except Exception:
-        if not _online():
-            raise DatasetUnavailable(
-                f"Dataset {name!r} is not downloaded and there is no network to fetch it. "
-                f"Use an offline dataset instead: {OFFLINE_DATASETS} (e.g. alllib.data.load('digits'))."
-            ) from None
-        dataset = tfds.load(name, split=split, as_supervised=True)
+def _tfds_prepared(name):
+    """Has tensorflow-datasets already prepared `name` here? A look at its folder
+    (`$TFDS_DATA_DIR` or `~/tensorflow_datasets`), so no slow import when it has not."""
+    root = os.environ.get("TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+    return bool(glob.glob(os.path.join(root, name, "*", "dataset_info.json")))
+
+
+def _tfds(name, split, download):
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(name, split=split, as_supervised=True, download=download)
     batches = list(tfds.as_numpy(dataset.batch(10_000)))
-    x = np.concatenate([images for images, _ in batches])
-    y = np.concatenate([labels for _, labels in batches])
-    return (x.astype("float32") / 127.5 - 1.0), y.astype("int32")
+    return np.concatenate([i for i, _ in batches]), np.concatenate([l for _, l in batches])
 
 
 def _online(host="storage.googleapis.com", port=443, timeout=3.0):
-    """Can we open a connection to where tensorflow-datasets downloads from?"""
+    """Can we open a connection to where the downloads come from?"""
     import socket
 
     try:

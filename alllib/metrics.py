@@ -1,6 +1,8 @@
-"""Measurements used across the course: mode coverage for generators, accuracy, likelihood and
-calibration for classifiers. NumPy functions for analysis, plus `CalibrationError`, the same ECE as
-a Keras metric that `evaluate` accumulates over a whole dataset."""
+"""Measurements used across the course: mode coverage for generators, the distances between sets
+of image features that GAN papers report (Frechet distance, kernel distance, precision, recall,
+density and coverage), accuracy, likelihood and calibration for classifiers. NumPy functions for
+analysis, plus `CalibrationError`, the same ECE as a Keras metric that `evaluate` accumulates
+over a whole dataset."""
 
 import keras
 import numpy as np
@@ -60,6 +62,85 @@ def class_coverage(probs, min_share=0.1):
         "counts": counts,
         "kl_from_uniform": float(np.sum(shares[nonzero] * np.log(shares[nonzero] * k))),
         "confident": float((probs.max(1) > 0.9).mean()),
+    }
+
+
+def _check_features(**sets):
+    arrays = {name: np.asarray(values, dtype="float64") for name, values in sets.items()}
+    dims = {a.shape[1] if a.ndim == 2 else None for a in arrays.values()}
+    for name, a in arrays.items():
+        if a.ndim != 2 or len(a) < 2 or not np.isfinite(a).all():
+            raise ValueError(f"`{name}` must be finite features of shape (n, d) with n >= 2; received {a.shape}.")
+    if len(dims) != 1:
+        raise ValueError(f"{' and '.join(f'`{n}`' for n in arrays)} must have the same feature size; received "
+                         + ", ".join(str(a.shape) for a in arrays.values()) + ".")
+    return arrays.values()
+
+
+def frechet_distance(real, fake):
+    """Frechet distance between Gaussians fitted to two feature sets, `(n, d)` each:
+    ||mu_r - mu_f||^2 + Tr(C_r + C_f - 2 (C_r C_f)^(1/2)). FID is this in Inception features;
+    the course uses a judge network's features instead, so its numbers are not comparable with FID.
+    The trace of the square root is taken from the eigenvalues of the symmetric matrix
+    C_r^(1/2) C_f C_r^(1/2), which has the same ones and stays real."""
+    real, fake = _check_features(real=real, fake=fake)
+    mu_r, mu_f = real.mean(0), fake.mean(0)
+    cov_r, cov_f = np.atleast_2d(np.cov(real, rowvar=False)), np.atleast_2d(np.cov(fake, rowvar=False))
+    values, vectors = np.linalg.eigh(cov_r)
+    root_r = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_r @ cov_f @ root_r), 0, None)).sum()
+    return float(np.sum((mu_r - mu_f) ** 2) + np.trace(cov_r) + np.trace(cov_f) - 2 * cross)
+
+
+def kernel_distance(real, fake, subset_size=1000, subsets=100, seed=0):
+    """Kernel distance (KID): the unbiased estimate of the squared MMD with the cubic polynomial
+    kernel k(a, b) = (a.b / d + 1)^3, averaged over `subsets` random subsets of `subset_size`
+    from each set. Unlike the Frechet distance it is unbiased at any sample size.
+    Returns `(mean, std)` over the subsets."""
+    real, fake = _check_features(real=real, fake=fake)
+    m = min(subset_size, len(real), len(fake))
+    d = real.shape[1]
+    rng = np.random.default_rng(seed)
+    estimates = []
+    for _ in range(subsets):
+        a = real[rng.choice(len(real), m, replace=False)]
+        b = fake[rng.choice(len(fake), m, replace=False)]
+        k_aa, k_bb, k_ab = ((x @ y.T / d + 1) ** 3 for x, y in ((a, a), (b, b), (a, b)))
+        within = (k_aa.sum() - np.trace(k_aa) + k_bb.sum() - np.trace(k_bb)) / (m * (m - 1))
+        estimates.append(within - 2 * k_ab.mean())
+    return float(np.mean(estimates)), float(np.std(estimates))
+
+
+def _squared_distances(a, b, chunk=2048):
+    """All squared Euclidean distances between rows of `a` and `b`, in float32 row chunks."""
+    a, b = a.astype("float32"), b.astype("float32")
+    b_norms = (b**2).sum(1)
+    return np.concatenate([
+        np.maximum((rows**2).sum(1)[:, None] + b_norms[None] - 2 * rows @ b.T, 0)
+        for rows in np.array_split(a, max(1, -(-len(a) // chunk)))
+    ])
+
+
+def precision_recall_density_coverage(real, fake, k=5):
+    """Improved precision and recall (Kynkaanniemi et al. 2019) and density and coverage
+    (Naeem et al. 2020), with a ball around each sample reaching its k-th nearest neighbour in its
+    own set. Precision: share of fake samples inside some real ball (quality); recall: share of
+    real samples inside some fake ball (diversity); density: fake samples counted once per real
+    ball they fall in, over k (about 1 when the sets match, above 1 when fakes crowd the modes);
+    coverage: share of real balls that hold at least one fake sample.
+    Returns a dict with those four keys."""
+    real, fake = _check_features(real=real, fake=fake)
+    if not 1 <= k < min(len(real), len(fake)):
+        raise ValueError(f"`k` must be from 1 to one less than the smaller set ({min(len(real), len(fake)) - 1}); received {k}.")
+    real_radius = np.sort(_squared_distances(real, real), axis=1)[:, k]  # column 0 is the point itself
+    fake_radius = np.sort(_squared_distances(fake, fake), axis=1)[:, k]
+    cross = _squared_distances(fake, real)  # (fake, real)
+    inside_real = cross <= real_radius[None]
+    return {
+        "precision": float(inside_real.any(1).mean()),
+        "recall": float((cross <= fake_radius[:, None]).any(0).mean()),
+        "density": float(inside_real.sum() / (k * len(fake))),
+        "coverage": float((cross.min(0) <= real_radius).mean()),
     }
 
 

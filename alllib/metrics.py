@@ -4,6 +4,10 @@ density and coverage), accuracy, likelihood and calibration for classifiers. Num
 analysis, plus `CalibrationError`, the same ECE as a Keras metric that `evaluate` accumulates
 over a whole dataset."""
 
+import hashlib
+import importlib.metadata
+import os
+
 import keras
 import numpy as np
 from keras import ops
@@ -142,6 +146,75 @@ def precision_recall_density_coverage(real, fake, k=5):
         "density": float(inside_real.sum() / (k * len(fake))),
         "coverage": float((cross.min(0) <= real_radius).mean()),
     }
+
+
+class Judge:
+    """A classifier trained on real images, used only to measure: its penultimate features feed
+    `frechet_distance`, `kernel_distance` and `precision_recall_density_coverage`, its
+    probabilities feed `class_coverage`. Keep it apart from every network a method learns from,
+    or the method can learn the instrument. Its numbers are its own: not comparable with
+    Inception-based FID or KID."""
+
+    def __init__(self, model):
+        self.model = model
+        self.feature_model = keras.Model(model.inputs, model.get_layer("features").output)
+
+    def features(self, x, batch_size=512):
+        return np.asarray(self.feature_model.predict(x, batch_size=batch_size, verbose=0), "float64")
+
+    def probs(self, x, batch_size=512):
+        return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0), "float64")
+
+    def accuracy(self, x, y):
+        return accuracy(self.probs(x), y)
+
+
+def train_classifier(x, y, num_classes, epochs, seed=0, batch_size=128, verbose=0):
+    """A fresh `nets.judge` network trained with cross-entropy on `(x, y)`: the judge itself, and
+    the classifier of the classification accuracy score."""
+    from alllib import nets
+
+    x, y = np.asarray(x, "float32"), np.asarray(y).reshape(-1)
+    if x.ndim != 4 or len(x) != len(y):
+        raise ValueError(f"`x` must be images (n, height, width, channels) with one label each; received {x.shape} and {len(y)} labels.")
+    keras.utils.set_random_seed(seed)
+    model = nets.judge(x.shape[1:], num_classes)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
+    return model
+
+
+def train_judge(x, y, num_classes, epochs, seed=0, cache_dir=None, verbose=0):
+    """Train a `Judge` on real `(x, y)`, or load it from `cache_dir` when the same judge (same
+    data, architecture, epochs, seed and library version) was trained before. Tests and fast mode
+    pass no `cache_dir`, so they never read a cached instrument."""
+    if cache_dir is None:
+        return Judge(train_classifier(x, y, num_classes, epochs, seed, verbose=verbose))
+    key = hashlib.sha256(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
+    key.update(f"nets.judge|{num_classes}|{epochs}|{seed}|{_library_version()}|{keras.backend.backend()}".encode())
+    path = os.path.join(cache_dir, f"judge-{key.hexdigest()[:16]}.keras")
+    if os.path.exists(path):
+        return Judge(keras.saving.load_model(path))
+    model = train_classifier(x, y, num_classes, epochs, seed, verbose=verbose)
+    os.makedirs(cache_dir, exist_ok=True)
+    model.save(path + ".part.keras")
+    os.replace(path + ".part.keras", path)  # a killed run never leaves half a judge behind
+    return Judge(model)
+
+
+def classification_accuracy_score(x_generated, y_generated, x_test, y_test, num_classes, epochs, seed=0):
+    """CAS (Ravuri and Vinyals 2019): test accuracy on real images of a classifier trained only on
+    a conditional generator's samples and the labels it was asked for. Train the same classifier
+    on real images (`train_classifier`) for the ceiling."""
+    model = train_classifier(x_generated, y_generated, num_classes, epochs, seed)
+    return accuracy(model.predict(np.asarray(x_test, "float32"), batch_size=512, verbose=0), y_test)
+
+
+def _library_version():
+    try:
+        return importlib.metadata.version("alllib")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _check_probs(probs, labels):

@@ -153,6 +153,19 @@ def conv_predictor(input_shape, num_classes, width=32, name="predictor"):
     return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
 
 
+def judge(input_shape, num_classes, width=32, features=128, name="judge"):
+    """The measuring classifier (DESIGN: a judge trained on the dataset itself stands in for
+    Inception): two conv blocks with max pooling, a dense layer named "features" whose outputs
+    the image metrics compare, dropout, softmax."""
+    x = inputs = keras.Input(input_shape)
+    for filters in (width, 2 * width):
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Dense(features, activation="relu", name="features")(layers.Flatten()(x))
+    x = layers.Dropout(0.3)(x)
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
+
+
 def label_discriminator(
     num_classes, input_shape=None, width=64, depth=2, spectral_norm=False, name="discriminator"
 ):

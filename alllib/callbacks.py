@@ -1,12 +1,13 @@
 """Callbacks for watching adversarial training."""
 
 import os
+import time
 import warnings
 
 import keras
 import numpy as np
 
-from alllib import ablation, checks, losses, plots
+from alllib import ablation, checks, losses, metrics, plots
 from alllib.twoplayer import DivergenceGuard  # noqa: F401  (every callback lives here)
 
 
@@ -18,7 +19,9 @@ class SampleGrid(keras.callbacks.Callback):
     `alllib.plots.show_sample_history`), and optionally saved as PNG files in `directory` and
     as images in a TensorBoard log at `log_dir` (needs TensorFlow installed).
 
-    Works with any model that has a `generator` and a `latent_dim` (like `alllib.GAN`).
+    Works with any model that has a `latent_dim` and `generate(n, noise=...)`: `alllib.GAN`
+    (its moving average, when `compile` set `ema_decay`) and `alllib.ConditionalGAN` (the
+    classes in turn).
     """
 
     def __init__(self, num_samples=64, seed=0, every=1, directory=None, log_dir=None):
@@ -38,7 +41,7 @@ class SampleGrid(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        samples = keras.ops.convert_to_numpy(self.model.generator(self.noise, training=False))
+        samples = self.model.generate(len(self.noise), noise=self.noise)
         self.snapshots.append((epoch + 1, samples))
         if self.directory:
             os.makedirs(self.directory, exist_ok=True)
@@ -77,28 +80,85 @@ class SampleGrid(keras.callbacks.Callback):
         self._writer.flush()
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """One progress bar over all epochs showing the latest epoch's logs; use with `verbose=0`.
+class ImageScores(keras.callbacks.Callback):
+    """The Frechet and kernel distances of a generator's images from real ones, in a judge's
+    features, every `every` epochs: a GAN's losses tell who is winning the bout, not how good
+    the samples are.
 
-    Compact for long notebook runs, where Keras's own bar prints a line per epoch.
+    The samples come from one fixed noise batch (for `ConditionalGAN`, the classes in turn).
+    After `fit`, `history` holds one dict per measurement: `epoch`, `fd`, `kid`, `kid_std`, and
+    when `compile` set `ema_decay`, the same three for the generator's own (not averaged) weights
+    under `training_fd`, `training_kid` and `training_kid_std`.
+
+    Args:
+        judge: a `metrics.Judge`.
+        real: real images to compare with (a held-out set: not the GAN's training images).
+        num_samples: generated images per measurement (and real ones used, at most).
+        kid_subsets: subsets the kernel distance averages over (fewer than
+            `metrics.kernel_distance`'s 100: this runs every epoch).
+    """
+
+    def __init__(self, judge, real, num_samples=2000, every=1, kid_subsets=20, seed=0):
+        super().__init__()
+        self.kid_subsets = checks.integer("kid_subsets", kid_subsets, 1)
+        self.judge, self.every = judge, checks.integer("every", every, 1)
+        self.num_samples, self.seed = checks.integer("num_samples", num_samples, 2), seed
+        self.real_features = judge.features(np.asarray(real)[:num_samples])
+        self.history = []
+
+    def on_train_begin(self, logs=None):
+        rng = np.random.default_rng(self.seed)
+        self.noise = rng.standard_normal((self.num_samples, self.model.latent_dim)).astype("float32")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        record = {"epoch": epoch + 1, **self._scores(averaged=True)}
+        if getattr(self.model, "ema_decay", None) is not None:
+            own = self._scores(averaged=False)
+            record.update({f"training_{key}": value for key, value in own.items()})
+        self.history.append(record)
+
+    def _scores(self, averaged):
+        samples = self.model.generate(self.num_samples, noise=self.noise, averaged=averaged)
+        fake = self.judge.features(samples)
+        kid, kid_std = metrics.kernel_distance(
+            self.real_features, fake, subsets=self.kid_subsets, seed=self.seed
+        )
+        return {"fd": metrics.frechet_distance(self.real_features, fake), "kid": kid,
+                "kid_std": kid_std}
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A plain progress line per `interval` seconds of training (and one for the last epoch):
+    epochs done, time taken and left, the latest epoch's logs. Use with `verbose=0`.
+
+    Compact for long notebook runs, where Keras's own bar prints a line per epoch, and plain
+    text: Keras's bar writes terminal colour codes into saved notebook outputs.
     """
 
     def __init__(self, interval=10.0):
         super().__init__()
-        self.interval = interval
+        self.interval = checks.number("interval", interval)
 
     def on_train_begin(self, logs=None):
-        self._bar = None
+        self._start = self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self._bar is None:  # the log keys are known only now
-            self._bar = keras.utils.Progbar(
-                self.params["epochs"], interval=self.interval, unit_name="epoch",
-                stateful_metrics=list(logs),
-            )
-        values = [(key, float(value)) for key, value in logs.items()]
-        self._bar.update(epoch + 1, values=values, finalize=epoch + 1 == self.params["epochs"])
+        now, total, done = time.perf_counter(), self.params["epochs"], epoch + 1
+        if now - self._last < self.interval and done != total and epoch:
+            return
+        self._last = now
+        spent = now - self._start
+        left = f", about {_duration(spent / done * (total - done))} left" if done < total else ""
+        values = " ".join(f"{key} {float(value):.4g}" for key, value in (logs or {}).items())
+        width = len(str(total))
+        print(f"epoch {done:>{width}}/{total} | {_duration(spent)}{left} | {values}", flush=True)
+
+
+def _duration(seconds):
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
 class StepHistory(keras.callbacks.Callback):

@@ -28,6 +28,39 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
     return float(value)
 
 
+def labels(name, y, num_classes):
+    """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be integer class labels of shape (n,) or (n, 1); received shape "
+            f"{y.shape}. For one-hot labels pass `labels.argmax(-1)`."
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} must have an integer dtype (class indices); received {y.dtype}.")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, num_classes) = [0, {num_classes}); found values "
+            f"from {y.min()} to {y.max()}."
+        )
+    return y
+
+
+def label_batch(labels):
+    """A batch of integer labels inside a train step, as a flat int32 tensor. Arrays are checked
+    in full before `fit` (`labels`); data from a generator only gets this shape check, which
+    fails while tracing, with a message."""
+    shape = tuple(labels.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(
+            "labels must be integer class labels of shape (batch,) or (batch, 1); received a "
+            f"batch of shape {shape}. For one-hot labels pass `labels.argmax(-1)`."
+        )
+    return keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
+
+
 def first_batch(dataset):
     """`(x, y)` of a `tf.data.Dataset`'s first batch as NumPy arrays (`y` may be None), or
     None if `dataset` is not one (arrays are checked whole; generators are not peeked at)."""

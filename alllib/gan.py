@@ -5,6 +5,9 @@ One `train_step` is one round:
    one update on the mean loss over both halves;
 2. the generator trains through the discriminator, whose weights are not touched in this step,
    to make the discriminator call its samples real.
+
+`compile(ema_decay=...)` also keeps an exponential moving average of the generator's weights in a
+separate copy, `average_generator`, which `generate` uses; training never reads it.
 """
 
 import keras
@@ -48,26 +51,38 @@ class GAN(TwoPlayerModel):
 
     def _check_networks(self):
         """One eager forward pass on a probe batch, so shape mistakes fail here, clearly."""
+        labels = self._probe_labels()
         try:
-            samples = self.generator(ops.zeros((2, self.latent_dim)))
+            samples = self._fake(ops.zeros((2, self.latent_dim)), labels, training=False)
         except Exception as error:
             raise ValueError(
-                f"`generator` could not be called on a noise batch of shape "
-                f"(2, {self.latent_dim}) (latent_dim={self.latent_dim}): {error}"
+                f"`generator` could not be called on {self._inputs_text('a noise batch', 2)} "
+                f"(latent_dim={self.latent_dim}): {error}"
             ) from error
         try:
-            scores = self.discriminator(samples)
+            scores = self._scores(samples, labels, training=False)
         except Exception as error:
-            raise ValueError(
-                f"`discriminator` could not be called on the generator's output of shape "
-                f"{tuple(samples.shape)}: {error}"
-            ) from error
+            what = self._inputs_text(f"the generator's output of shape {tuple(samples.shape)}")
+            raise ValueError(f"`discriminator` could not be called on {what}: {error}") from error
         self._sample_shape = tuple(samples.shape[1:])
         if tuple(scores.shape) != (2, 1):
             raise ValueError(
                 "`discriminator` must return one score (a logit) per example, shape "
                 f"(batch, 1); on a batch of 2 it returned shape {tuple(scores.shape)}."
             )
+
+    # What `ConditionalGAN` changes; here `labels` is always None.
+    def _fake(self, noise, labels, training, generator=None):
+        return (generator or self.generator)(noise, training=training)
+
+    def _scores(self, samples, labels, training):
+        return self.discriminator(samples, training=training)
+
+    def _probe_labels(self):
+        return None
+
+    def _inputs_text(self, what, batch=None):
+        return what if batch is None else f"{what} of shape ({batch}, {self.latent_dim})"
 
     def call(self, noise, training=False):
         return self.generator(noise, training=training)
@@ -83,6 +98,7 @@ class GAN(TwoPlayerModel):
         label_smoothing=0.0,
         instance_noise=0.0,
         instance_noise_steps=None,
+        ema_decay=None,
         **kwargs,
     ):
         """Configure training.
@@ -100,6 +116,10 @@ class GAN(TwoPlayerModel):
             instance_noise: standard deviation of Gaussian noise added to every input the
                 discriminator sees, real and generated (Sonderby et al. 2016), annealed
                 linearly to 0 over `instance_noise_steps` rounds (constant if None).
+            ema_decay: None, or a number in (0, 1): keep `average_generator`, a copy of the
+                generator whose weights follow theirs as an exponential moving average with this
+                decay (warmed up as min(decay, (1 + t) / (10 + t)) after t generator steps, so an
+                early average is not stuck near the initial weights). `generate` uses it.
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `jit_compile`, `run_eagerly`).
         """
@@ -109,6 +129,11 @@ class GAN(TwoPlayerModel):
             None if instance_noise_steps is None
             else checks.integer("instance_noise_steps", instance_noise_steps, 1)
         )
+        self.ema_decay = None if ema_decay is None else checks.number(
+            "ema_decay", ema_decay, 0.0, 1.0
+        )
+        if self.ema_decay is not None and not hasattr(self, "average_generator"):
+            self.average_generator = _frozen_copy(self.generator)
         self.g_optimizer, self.d_optimizer = self._compile_players(
             {
                 "g_optimizer": (g_optimizer, self.generator),
@@ -126,6 +151,7 @@ class GAN(TwoPlayerModel):
             label_smoothing=self.label_smoothing,
             instance_noise=self.instance_noise,
             instance_noise_steps=self.instance_noise_steps,
+            ema_decay=self.ema_decay,
             **kwargs,
         )
 
@@ -163,18 +189,22 @@ class GAN(TwoPlayerModel):
         return samples + ops.cast(std * noise, samples.dtype)
 
     def duel_step(self, data):
-        real, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        real, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        labels = self._train_labels(labels)
         batch_size = ops.shape(real)[0]
         std = self.instance_noise_std(self.optimizer.iterations) if self.instance_noise else None
 
         # Round 1: the discriminator learns real from fake. The generated batch is a constant.
         for _ in range(self.d_steps):
             fake = ops.stop_gradient(
-                self.generator(self.sample_latent(batch_size), training=True)
+                self._fake(self.sample_latent(batch_size), labels, training=True)
             )
             seen_real, seen_fake = self._blur(real, std), self._blur(fake, std)
             d_loss, (real_scores, fake_scores), d_grads = minimize(
-                lambda: self._discriminator_objective(self.discriminator, seen_real, seen_fake),
+                lambda: self._discriminator_objective(
+                    lambda samples, training: self._scores(samples, labels, training),
+                    seen_real, seen_fake,
+                ),
                 self.discriminator.trainable_variables,
                 self.d_optimizer,
             )
@@ -183,13 +213,15 @@ class GAN(TwoPlayerModel):
         noise = self.sample_latent(batch_size)
 
         def generator_objective():
-            samples = self._blur(self.generator(noise, training=True), std)
-            scores = self.discriminator(samples, training=True)
+            samples = self._blur(self._fake(noise, labels, training=True), std)
+            scores = self._scores(samples, labels, training=True)
             return losses.generator_loss(self.loss_name, scores), ()
 
         g_loss, _, g_grads = minimize(
             generator_objective, self.generator.trainable_variables, self.g_optimizer
         )
+        if self.ema_decay is not None:
+            self._update_average()
 
         return self._record(
             d_loss=d_loss,
@@ -201,14 +233,53 @@ class GAN(TwoPlayerModel):
             g_grad_norm=global_norm(g_grads),
         )
 
-    def generate(self, n, seed=None):
-        """`n` samples as a float32 NumPy array (also under mixed precision); a given `seed`
-        gives the same samples every time."""
+    def _train_labels(self, labels):
+        return None  # an unconditional GAN ignores labels that come with the data
+
+    def _update_average(self):
+        """Move `average_generator` towards the generator: an exponential moving average of the
+        weights; other state (BatchNorm statistics) is copied as it is."""
+        steps = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
+        pairs = zip(self.average_generator.weights, self.generator.weights)
+        for average, current in pairs:
+            if current.trainable:
+                value = decay * ops.cast(average, "float32") + (1.0 - decay) * ops.cast(
+                    current, "float32"
+                )
+                average.assign(ops.cast(value, average.dtype))
+            else:
+                average.assign(current)
+
+    def generate(self, n, seed=None, noise=None, averaged=True):
+        """`n` samples as a float32 NumPy array (also under mixed precision).
+
+        A given `seed` gives the same samples every time; `noise`, an `(n, latent_dim)` array,
+        is used as it is instead (the same samples on every backend). `averaged` uses the moving
+        average of the generator when `compile` set `ema_decay`, else the generator itself.
+        """
+        noise = self._generation_noise(n, seed, noise)
+        return self._generated(noise, None, averaged)
+
+    def _generation_noise(self, n, seed, noise):
         n = checks.integer("n", n, 1)
-        noise = keras.random.normal(
-            (n, self.latent_dim), seed=self.seed_generator if seed is None else seed
-        )
-        return ops.convert_to_numpy(ops.cast(self.generator(noise, training=False), "float32"))
+        if noise is None:
+            return keras.random.normal(
+                (n, self.latent_dim), seed=self.seed_generator if seed is None else seed
+            )
+        noise = np.asarray(noise, "float32")
+        if noise.shape != (n, self.latent_dim):
+            raise ValueError(
+                f"`noise` must have shape (n, latent_dim) = ({n}, {self.latent_dim}); received "
+                f"{noise.shape}."
+            )
+        return ops.convert_to_tensor(noise)
+
+    def _generated(self, noise, labels, averaged):
+        use_average = averaged and getattr(self, "ema_decay", None) is not None
+        generator = self.average_generator if use_average else self.generator
+        samples = self._fake(noise, labels, training=False, generator=generator)
+        return ops.convert_to_numpy(ops.cast(samples, "float32"))
 
     def get_config(self):
         config = super().get_config()
@@ -225,3 +296,11 @@ class GAN(TwoPlayerModel):
         for key in ("generator", "discriminator"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def _frozen_copy(network):
+    """A copy of `network` with the same weights, never trained: the moving average's home."""
+    copy = keras.models.clone_model(network)
+    copy.set_weights(network.get_weights())
+    copy.trainable = False
+    return copy

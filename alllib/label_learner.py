@@ -153,7 +153,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     def duel_step(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels = _label_batch(labels)
+        labels = checks.label_batch(labels)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
 
         # One forward pass of the predictor serves both players: the discriminator trains on its
@@ -202,7 +202,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
 
     def _evaluate_batch(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels = _label_batch(labels)
+        labels = checks.label_batch(labels)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         accuracy = self._metric("accuracy")
@@ -280,23 +280,7 @@ class AdversarialLabelLearner(TwoPlayerModel):
         self._check_arrays(np.asarray(x), y, f"`{x_name}`", f"`{y_name}`")
 
     def _check_arrays(self, x, y, x_name, y_name):
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1:
-            raise ValueError(
-                f"{y_name} must be integer class labels of shape (n,) or (n, 1); received shape "
-                f"{y.shape}. For one-hot labels pass `labels.argmax(-1)`."
-            )
-        if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(
-                f"{y_name} must have an integer dtype (class indices); received {y.dtype}."
-            )
-        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(
-                f"{y_name} must lie in [0, num_classes) = [0, {self.num_classes}); found values "
-                f"from {y.min()} to {y.max()}."
-            )
+        y = checks.labels(y_name, y, self.num_classes)
         if len(x) != len(y):
             raise ValueError(
                 f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."
@@ -377,18 +361,6 @@ class AdversarialLabelLearner(TwoPlayerModel):
         for key in ("predictor", "discriminator", "targets"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
-
-
-def _label_batch(labels):
-    """Integer labels as a flat int32 batch; a wrong shape fails while tracing, with a message
-    (arrays are checked fully before `fit`; generators only get this check)."""
-    shape = tuple(labels.shape)
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise ValueError(
-            "labels must be integer class labels of shape (batch,) or (batch, 1); received a "
-            f"batch of shape {shape}. For one-hot labels pass `labels.argmax(-1)`."
-        )
-    return ops.reshape(ops.cast(labels, "int32"), (-1,))
 
 
 def _correct(probs, labels):

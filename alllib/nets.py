@@ -34,10 +34,24 @@ def dcgan_generator(latent_dim, image_shape=(28, 28, 1), width=64, name="generat
 
     Height and width must be divisible by 4 (28x28 MNIST, 32x32 CIFAR-10; 8x8 digits).
     """
+    noise = keras.Input((latent_dim,))
+    return keras.Model(noise, _dcgan_upsample(noise, image_shape, width), name=name)
+
+
+def conditional_dcgan_generator(latent_dim, num_classes, image_shape=(28, 28, 1), width=64,
+                                name="generator"):
+    """[noise, integer label] -> image: `dcgan_generator` fed the noise concatenated with a
+    learned embedding of the label (as long as the noise)."""
+    noise, labels = keras.Input((latent_dim,)), keras.Input((), dtype="int32")
+    embedded = layers.Embedding(num_classes, latent_dim)(labels)
+    x = layers.Concatenate()([noise, embedded])
+    return keras.Model([noise, labels], _dcgan_upsample(x, image_shape, width), name=name)
+
+
+def _dcgan_upsample(x, image_shape, width):
     height, width_px, channels = image_shape
     if height % 4 or width_px % 4:
         raise ValueError(f"`image_shape` height and width must be divisible by 4; got {image_shape}.")
-    x = inputs = keras.Input((latent_dim,))
     x = layers.Dense((height // 4) * (width_px // 4) * 2 * width, use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
@@ -45,23 +59,38 @@ def dcgan_generator(latent_dim, image_shape=(28, 28, 1), width=64, name="generat
     x = layers.Conv2DTranspose(width, 4, strides=2, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
     x = layers.ReLU()(x)
-    x = layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh")(x)
-    return keras.Model(inputs, x, name=name)
+    return layers.Conv2DTranspose(channels, 4, strides=2, padding="same", activation="tanh")(x)
 
 
 def dcgan_discriminator(image_shape=(28, 28, 1), width=64, minibatch_std=False,
                         name="discriminator"):
     """Image -> one logit: two stride-2 convs with LeakyReLU, no BatchNorm (safe for penalties).
     `minibatch_std` appends the batch's feature spread as a channel before the second conv."""
-    x = inputs = keras.Input(image_shape)
+    images = keras.Input(image_shape)
+    features = _dcgan_features(images, width, minibatch_std)
+    return keras.Model(images, layers.Dense(1)(features), name=name)
+
+
+def conditional_dcgan_discriminator(image_shape, num_classes, width=64, name="discriminator"):
+    """[image, integer label] -> one logit, with a projection head (Miyato and Koyama 2018):
+    `dense(features) + <embedding(label), features>`, so the label asks "is this a real
+    example of this class?" through the inner product rather than as one more input feature."""
+    images, labels = keras.Input(image_shape), keras.Input((), dtype="int32")
+    features = _dcgan_features(images, width)
+    embedded = layers.Embedding(num_classes, features.shape[-1])(labels)
+    projection = layers.Dot(axes=1)([embedded, features])
+    logit = layers.Add()([layers.Dense(1)(features), projection])
+    return keras.Model([images, labels], logit, name=name)
+
+
+def _dcgan_features(x, width, minibatch_std=False):
     x = layers.Conv2D(width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
     if minibatch_std:
         x = MinibatchStdDev()(x)
     x = layers.Conv2D(2 * width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
-    x = layers.Flatten()(x)
-    return keras.Model(inputs, layers.Dense(1)(x), name=name)
+    return layers.Flatten()(x)
 
 
 @keras.saving.register_keras_serializable(package="alllib")

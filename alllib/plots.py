@@ -61,6 +61,25 @@ def show_history(history, groups=(("d_loss", "g_loss"), ("d_real", "d_fake")), a
     return axes
 
 
+def show_image_scores(records, axes=None):
+    """FD and KID over epochs from `callbacks.ImageScores.history`: the generator's averaged
+    weights (solid) and, when there is an average, its own training weights (dashed)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8.4, 3.0))
+    epochs = [r["epoch"] for r in records]
+    for ax, key, label in zip(axes, ("fd", "kid"), ("Frechet distance", "kernel distance")):
+        averaged = "training_" + key in records[0]
+        ax.plot(epochs, [r[key] for r in records], label="moving average" if averaged else key)
+        if averaged:
+            ax.plot(epochs, [r["training_" + key] for r in records], "--",
+                    label="training weights")
+        ax.set_yscale("log" if min(r[key] for r in records) > 0 else "linear")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{label} (judge features)")
+        ax.legend()
+    return axes
+
+
 def reliability_diagram(probs, labels, ax=None, title=None, bins=15):
     """Accuracy against confidence per equal-width bin, with the diagonal of perfect calibration
     and the ECE in the title; bar widths are the bins, shading shows how full each bin is."""

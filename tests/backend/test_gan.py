@@ -280,3 +280,13 @@ def test_value_surface_draws_the_discriminators_probability():
     gan.discriminator = nets.mlp_discriminator(width=8, minibatch_std=True)
     with pytest.raises(ValueError, match="MinibatchStdDev"):
         plots.value_surface(gan, real)
+
+
+def test_epoch_progress_prints_plain_lines(capsys):
+    gan = make_gan()
+    gan.fit(ring_batch(256), batch_size=64, epochs=3, verbose=0,
+            callbacks=[alllib.callbacks.EpochProgress(interval=0)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "left" in lines[0] and "left" not in lines[-1] and "d_loss" in lines[-1]
+    assert not any("\x1b" in line for line in lines)  # no terminal colour codes

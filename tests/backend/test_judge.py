@@ -54,3 +54,26 @@ def test_classification_accuracy_score(digits):
     assert real > 0.9 and shuffled < 0.3
     with pytest.raises(ValueError, match="`x` must be images"):
         metrics.classification_accuracy_score(x[:, :, :, 0], y, x_test, y_test, 10, epochs=1)
+
+
+def test_image_scores_measure_the_generator_each_epoch(digits, judge):
+    import keras
+
+    import alllib
+    from alllib import callbacks, nets
+
+    (x, y), (x_test, _) = digits
+    keras.utils.set_random_seed(0)
+    cgan = alllib.ConditionalGAN(nets.conditional_dcgan_generator(16, 10, (8, 8, 1), width=8),
+                                 nets.conditional_dcgan_discriminator((8, 8, 1), 10, width=8), 16, 10)
+    cgan.compile(d_optimizer="adam", g_optimizer="adam", ema_decay=0.9)
+    scores = callbacks.ImageScores(judge, x_test, num_samples=100, every=2)
+    cgan.fit(x[:256], y[:256], batch_size=64, epochs=4, verbose=0, callbacks=[scores])
+    assert [r["epoch"] for r in scores.history] == [2, 4]
+    last = scores.history[-1]
+    # The same numbers, computed by hand from the same noise and the averaged generator.
+    fake = judge.features(cgan.generate(100, noise=scores.noise))
+    real = judge.features(x_test[:100])
+    assert last["fd"] == pytest.approx(metrics.frechet_distance(real, fake), rel=1e-6)
+    assert last["kid"] == pytest.approx(metrics.kernel_distance(real, fake, subsets=20)[0], rel=1e-6, abs=1e-9)
+    assert last["training_fd"] != last["fd"] and last["kid_std"] > 0

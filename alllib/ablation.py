@@ -155,7 +155,7 @@ def head_start(gan, real, steps, batch_size=256):
         raise ValueError(f"A head start needs a logistic loss; the GAN uses {gan.loss_name!r}.")
     real = np.asarray(real)[: steps * batch_size]
     real = np.resize(real, (steps * batch_size,) + real.shape[1:])  # repeat if short
-    fake = gan.generate(len(real), seed=0)
+    fake = gan.generate(len(real), seed=0, averaged=False)  # the one it trained against
     x = np.stack([real.reshape(steps, batch_size, -1), fake.reshape(steps, batch_size, -1)], 1)
     y = np.stack([np.ones((steps, batch_size)), np.zeros((steps, batch_size))], 1)
     discriminator = gan.discriminator

@@ -85,8 +85,9 @@ class ImageScores(keras.callbacks.Callback):
     features, every `every` epochs: a GAN's losses tell who is winning the bout, not how good
     the samples are.
 
-    The samples come from one fixed noise batch (for `ConditionalGAN`, the classes in turn).
-    After `fit`, `history` holds one dict per measurement: `epoch`, `fd`, `kid`, `kid_std`, and
+    The samples come from one fixed noise batch (for `ConditionalGAN`, the classes in turn);
+    the kernel distance averages over subsets of half of them (at most 1,000).
+    After `fit`, `history` holds one dict per measurement (appended to by every `fit`): `epoch`, `fd`, `kid`, `kid_std`, and
     when `compile` set `ema_decay`, the same three for the generator's own (not averaged) weights
     under `training_fd`, `training_kid` and `training_kid_std`.
 
@@ -123,7 +124,8 @@ class ImageScores(keras.callbacks.Callback):
         samples = self.model.generate(self.num_samples, noise=self.noise, averaged=averaged)
         fake = self.judge.features(samples)
         kid, kid_std = metrics.kernel_distance(
-            self.real_features, fake, subsets=self.kid_subsets, seed=self.seed
+            self.real_features, fake, subset_size=min(1000, max(2, len(fake) // 2)),
+            subsets=self.kid_subsets, seed=self.seed,
         )
         return {"fd": metrics.frechet_distance(self.real_features, fake), "kid": kid,
                 "kid_std": kid_std}
@@ -143,14 +145,18 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._start = self._last = time.perf_counter()
+        self._first = None  # the first epoch of this fit (not 0 when resuming)
 
     def on_epoch_end(self, epoch, logs=None):
         now, total, done = time.perf_counter(), self.params["epochs"], epoch + 1
-        if now - self._last < self.interval and done != total and epoch:
+        if self._first is None:
+            self._first = epoch
+        elif now - self._last < self.interval and done != total:
             return
         self._last = now
         spent = now - self._start
-        left = f", about {_duration(spent / done * (total - done))} left" if done < total else ""
+        rate = spent / (done - self._first)
+        left = f", about {_duration(rate * (total - done))} left" if done < total else ""
         values = " ".join(f"{key} {float(value):.4g}" for key, value in (logs or {}).items())
         width = len(str(total))
         print(f"epoch {done:>{width}}/{total} | {_duration(spent)}{left} | {values}", flush=True)
@@ -258,8 +264,8 @@ class DiscriminatorGap(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         gan = self.model
-        fake_train = gan.generate(len(self.real_train), seed=2 * epoch)
-        fake_test = gan.generate(len(self.real_test), seed=2 * epoch + 1)
+        fake_train = gan.generate(len(self.real_train), seed=2 * epoch, averaged=False)
+        fake_test = gan.generate(len(self.real_test), seed=2 * epoch + 1, averaged=False)
         threshold = losses.LOSSES[gan.loss_name].threshold
         training = ablation.logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
         self.fresh = ablation.fresh_discriminator(

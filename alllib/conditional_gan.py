@@ -62,10 +62,11 @@ class ConditionalGAN(GAN):
         else:
             name = "`y`"
         if y is None:
-            if hasattr(x, "shape"):
+            if batch or hasattr(x, "shape"):
+                missing = "the dataset must yield (samples, labels)" if batch else "`y` is missing"
                 raise ValueError(
-                    f"`y` is missing: a ConditionalGAN trains on (samples, labels) with integer "
-                    f"labels in [0, {self.num_classes})."
+                    f"{missing}: a ConditionalGAN trains on samples with integer labels in "
+                    f"[0, {self.num_classes})."
                 )
             return  # a generator or PyDataset: checked while tracing
         y = checks.labels(name, y, self.num_classes)

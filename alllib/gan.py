@@ -28,12 +28,15 @@ class GAN(TwoPlayerModel):
         discriminator: a Keras model mapping samples to one logit per example, `(batch, 1)`.
         latent_dim: size of the noise vector.
         seed: seed of the model's own noise stream (a `keras.random.SeedGenerator`).
+        average: whether to keep `average_generator` from the start; `compile(ema_decay=...)`
+            creates it when needed, and a saved model records it here, so that loading, even
+            with `compile=False`, restores the average.
     """
 
     players = {"d": "discriminator", "g": "generator"}
     metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake", "d_grad_norm", "g_grad_norm")
 
-    def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
+    def __init__(self, generator, discriminator, latent_dim, seed=None, average=False, **kwargs):
         super().__init__(**kwargs)
         latent_dim = checks.integer("latent_dim", latent_dim, 1)
         for arg, network in (("generator", generator), ("discriminator", discriminator)):
@@ -47,6 +50,8 @@ class GAN(TwoPlayerModel):
         self.seed = seed
         self.seed_generator = SeedGenerator(seed)
         self._check_networks()
+        if average:
+            self.average_generator = _frozen_copy(generator)
         self.built = True
 
     def _check_networks(self):
@@ -116,10 +121,13 @@ class GAN(TwoPlayerModel):
             instance_noise: standard deviation of Gaussian noise added to every input the
                 discriminator sees, real and generated (Sonderby et al. 2016), annealed
                 linearly to 0 over `instance_noise_steps` rounds (constant if None).
-            ema_decay: None, or a number in (0, 1): keep `average_generator`, a copy of the
+            ema_decay: None, or a number in [0, 1): keep `average_generator`, a copy of the
                 generator whose weights follow theirs as an exponential moving average with this
                 decay (warmed up as min(decay, (1 + t) / (10 + t)) after t generator steps, so an
-                early average is not stuck near the initial weights). `generate` uses it.
+                early average is not stuck near the initial weights); its other state (BatchNorm
+                statistics) is copied. `generate` uses it. Once made, the average stays with the
+                model (saved and loaded with it); compiling again with `ema_decay=None` stops
+                updating it. `call` and `predict` use the training weights.
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
                 `jit_compile`, `run_eagerly`).
         """
@@ -256,7 +264,8 @@ class GAN(TwoPlayerModel):
 
         A given `seed` gives the same samples every time; `noise`, an `(n, latent_dim)` array,
         is used as it is instead (the same samples on every backend). `averaged` uses the moving
-        average of the generator when `compile` set `ema_decay`, else the generator itself.
+        average of the generator when the model keeps one (`compile(ema_decay=...)`), else the
+        generator itself; measure the training opponent with `averaged=False`.
         """
         noise = self._generation_noise(n, seed, noise)
         return self._generated(noise, None, averaged)
@@ -276,7 +285,7 @@ class GAN(TwoPlayerModel):
         return ops.convert_to_tensor(noise)
 
     def _generated(self, noise, labels, averaged):
-        use_average = averaged and getattr(self, "ema_decay", None) is not None
+        use_average = averaged and hasattr(self, "average_generator")
         generator = self.average_generator if use_average else self.generator
         samples = self._fake(noise, labels, training=False, generator=generator)
         return ops.convert_to_numpy(ops.cast(samples, "float32"))
@@ -288,6 +297,7 @@ class GAN(TwoPlayerModel):
             discriminator=keras.saving.serialize_keras_object(self.discriminator),
             latent_dim=self.latent_dim,
             seed=self.seed,
+            average=hasattr(self, "average_generator"),
         )
         return config
 

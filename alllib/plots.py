@@ -73,7 +73,8 @@ def show_image_scores(records, axes=None):
         if averaged:
             ax.plot(epochs, [r["training_" + key] for r in records], "--",
                     label="training weights")
-        ax.set_yscale("log" if min(r[key] for r in records) > 0 else "linear")
+        values = [r[k] for r in records for k in (key, "training_" + key) if k in r]
+        ax.set_yscale("log" if min(values) > 0 else "linear")
         ax.set_xlabel("epoch")
         ax.set_title(f"{label} (judge features)")
         ax.legend()
@@ -150,7 +151,7 @@ def value_surface(gan, real, ax=None, title=None, samples=1000, resolution=150, 
             "the rest of the batch, so it has no value surface of its own."
         )
     real = np.asarray(real)
-    fake = gan.generate(samples, seed=0)
+    fake = gan.generate(samples, seed=0, averaged=False)  # the discriminator's own opponent
     low = np.minimum(real.min(0), np.percentile(fake, 1, axis=0)) - margin
     high = np.maximum(real.max(0), np.percentile(fake, 99, axis=0)) + margin
     xs, ys = np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)

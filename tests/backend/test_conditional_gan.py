@@ -101,6 +101,38 @@ def test_the_unconditional_gan_keeps_an_average_too():
     assert not np.allclose(gan.generate(4, noise=noise), gan.generate(4, noise=noise, averaged=False))
 
 
+def test_the_average_follows_the_documented_formula():
+    keras.utils.set_random_seed(0)
+    generator = keras.Sequential([keras.Input((LATENT,)), layers.Dense(8),
+                                  layers.BatchNormalization(), layers.Dense(2)], name="generator")
+    gan = alllib.GAN(generator, nets.mlp_discriminator(width=8), LATENT)
+    gan.compile(d_optimizer="adam", g_optimizer="adam", ema_decay=0.9)
+    rng = np.random.default_rng(0)
+    for steps, decay in ((5, 6 / 15), (1000, 0.9)):  # warm-up min(0.9, (1 + t) / (10 + t))
+        current = [rng.standard_normal(w.shape).astype("float32") for w in gan.generator.weights]
+        average = [rng.standard_normal(w.shape).astype("float32") for w in gan.generator.weights]
+        gan.generator.set_weights(current)
+        gan.average_generator.set_weights(average)
+        gan.g_optimizer.iterations.assign(steps)
+        gan._update_average()
+        pairs = zip(gan.average_generator.weights, gan.generator.weights, average, current)
+        for variable, trained, a, c in pairs:
+            # Weights are averaged; BatchNorm's moving statistics are copied.
+            expected = decay * a + (1 - decay) * c if trained.trainable else c
+            np.testing.assert_allclose(ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6)
+    assert any(not v.trainable for v in gan.generator.weights)  # the copied kind is there too
+
+
+def test_loading_without_compiling_keeps_the_average(tmp_path):
+    cgan = make_cgan(ema_decay=0.9)
+    fit(cgan)
+    cgan.save(tmp_path / "cgan.keras")
+    loaded = keras.saving.load_model(tmp_path / "cgan.keras", compile=False)
+    for a, b in zip(weights(loaded.average_generator), weights(cgan.average_generator)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.generate(8, seed=1), cgan.generate(8, seed=1))
+
+
 def test_continuing_after_a_reload_equals_never_stopping(tmp_path):
     stopped = make_cgan(ema_decay=0.9, penalty="r1", penalty_weight=0.5)
     fit(stopped, epochs=2)
@@ -129,17 +161,23 @@ def test_generate_with_labels():
     (lambda c: c.generate(2, labels=0.5), "integer dtype"),
     (lambda c: c.generate(2, noise=np.zeros((2, LATENT + 1))), r"`noise` must have shape"),
     (lambda c: c.fit(x_ring, verbose=0), "`y` is missing"),
+    (lambda c: c.fit(tf_data(x_ring), verbose=0), r"the dataset must yield \(samples, labels\)"),
     (lambda c: c.fit(x_ring, y_ring + 1, verbose=0), r"`y` must lie in \[0, num_classes\)"),
     (lambda c: c.fit(x_ring, y_ring[:10], verbose=0), "same length"),
     (lambda c: c.fit(x_ring, y_ring.astype("float32"), verbose=0), "integer dtype"),
     (lambda c: c.compile(d_optimizer="adam", g_optimizer="adam", ema_decay=1.0),
      r"`ema_decay` must be a number in \[0, 1\)"),
 ], ids=["label out of range", "too few labels", "one-hot labels", "float label",
-        "noise shape", "fit without labels", "fit labels out of range", "fit length",
+        "noise shape", "fit without labels", "dataset without labels", "fit labels out of range", "fit length",
         "fit float labels", "decay 1"])
 def test_misuse_is_explained(action, message):
     with pytest.raises(ValueError, match=message):
         action(make_cgan())
+
+
+def tf_data(*arrays):
+    tf = pytest.importorskip("tensorflow")
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(64)
 
 
 def test_networks_that_ignore_the_label_are_refused():

@@ -290,3 +290,7 @@ def test_epoch_progress_prints_plain_lines(capsys):
     assert [line.split(" | ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert "left" in lines[0] and "left" not in lines[-1] and "d_loss" in lines[-1]
     assert not any("\x1b" in line for line in lines)  # no terminal colour codes
+    gan.fit(ring_batch(256), batch_size=64, epochs=5, initial_epoch=3, verbose=0,
+            callbacks=[alllib.callbacks.EpochProgress(interval=1000)])  # resuming
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in lines] == ["epoch 4/5", "epoch 5/5"]

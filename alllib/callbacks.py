@@ -31,8 +31,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.snapshots = []
 
     def on_train_begin(self, logs=None):
-        rng = np.random.default_rng(self.seed)  # NumPy noise: identical on every backend
-        self.noise = rng.standard_normal((self.num_samples, self.model.latent_dim)).astype("float32")
+        self.noise = _fixed_noise(self.model, self.num_samples, self.seed)
         if self.log_dir:
             import tensorflow as tf
 
@@ -87,9 +86,9 @@ class ImageScores(keras.callbacks.Callback):
 
     The samples come from one fixed noise batch (for `ConditionalGAN`, the classes in turn);
     the kernel distance averages over subsets of half of them (at most 1,000).
-    After `fit`, `history` holds one dict per measurement (appended to by every `fit`): `epoch`, `fd`, `kid`, `kid_std`, and
-    when `compile` set `ema_decay`, the same three for the generator's own (not averaged) weights
-    under `training_fd`, `training_kid` and `training_kid_std`.
+    After `fit`, `history` holds one dict per measurement (every `fit` appends): `epoch`, `fd`,
+    `kid`, `kid_std`, and when `compile` set `ema_decay`, the same three for the generator's own
+    (not averaged) weights under `training_fd`, `training_kid` and `training_kid_std`.
 
     Args:
         judge: a `metrics.Judge`.
@@ -108,8 +107,7 @@ class ImageScores(keras.callbacks.Callback):
         self.history = []
 
     def on_train_begin(self, logs=None):
-        rng = np.random.default_rng(self.seed)
-        self.noise = rng.standard_normal((self.num_samples, self.model.latent_dim)).astype("float32")
+        self.noise = _fixed_noise(self.model, self.num_samples, self.seed)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -129,6 +127,11 @@ class ImageScores(keras.callbacks.Callback):
         )
         return {"fd": metrics.frechet_distance(self.real_features, fake), "kid": kid,
                 "kid_std": kid_std}
+
+
+def _fixed_noise(model, n, seed):
+    """One batch of generator noise drawn with NumPy: the same numbers on every backend."""
+    return np.random.default_rng(seed).standard_normal((n, model.latent_dim)).astype("float32")
 
 
 class EpochProgress(keras.callbacks.Callback):

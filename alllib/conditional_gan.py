@@ -44,9 +44,6 @@ class ConditionalGAN(GAN):
         shape = "" if batch is None else f" of shape ({batch}, {self.latent_dim})"
         return f"[{what}{shape}, labels of shape (2,)]"
 
-    def call(self, inputs, training=False):
-        return self.generator(inputs, training=training)
-
     def _train_labels(self, labels):
         if labels is None:
             raise ValueError("ConditionalGAN.fit needs class labels: call fit(x, y).")
@@ -89,7 +86,9 @@ class ConditionalGAN(GAN):
             labels = np.full(n, labels)
         labels = checks.labels("`labels`", labels, self.num_classes)
         if len(labels) != n:
-            raise ValueError(f"`labels` must hold one class per sample, {n}; received {len(labels)}.")
+            raise ValueError(
+                f"`labels` must hold one class per sample, {n}; received {len(labels)}."
+            )
         noise = self._generation_noise(n, seed, noise)
         return self._generated(noise, ops.convert_to_tensor(labels.astype("int32")), averaged)
 

@@ -89,8 +89,9 @@ class GAN(TwoPlayerModel):
     def _inputs_text(self, what, batch=None):
         return what if batch is None else f"{what} of shape ({batch}, {self.latent_dim})"
 
-    def call(self, noise, training=False):
-        return self.generator(noise, training=training)
+    def call(self, inputs, training=False):
+        """The training generator on its inputs: noise (`[noise, labels]` when conditional)."""
+        return self.generator(inputs, training=training)
 
     def compile(
         self,

@@ -4,6 +4,7 @@ import os
 
 from alllib import ablation, callbacks, data, experiments, losses, metrics, nets, plots
 from alllib.conditional_gan import ConditionalGAN
+from alllib.duel import Duel, Player
 from alllib.gan import GAN
 from alllib.label_learner import AdversarialLabelLearner
 from alllib.targets import SoftTargets

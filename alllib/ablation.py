@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from alllib import backend, checks, data, losses, metrics, nets
+from alllib import backend, checks, data, metrics, nets
 from alllib.gan import GAN
 
 # The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
@@ -151,7 +151,7 @@ def head_start(gan, real, steps, batch_size=256):
     rate, binary cross-entropy) on `real` against the untrained generator's samples, so the
     match starts with a discriminator that already wins. Logistic losses only."""
     steps = checks.integer("d_head_start", steps, 1)
-    if not losses.LOSSES[gan.loss_name].logistic:
+    if not gan.loss_fn.logistic:
         raise ValueError(f"A head start needs a logistic loss; the GAN uses {gan.loss_name!r}.")
     real = np.asarray(real)[: steps * batch_size]
     real = np.resize(real, (steps * batch_size,) + real.shape[1:])  # repeat if short
@@ -165,32 +165,3 @@ def head_start(gan, real, steps, batch_size=256):
     )
     discriminator.fit(x.reshape((-1,) + real.shape[1:]), y.reshape(-1, 1).astype("float32"),
                       batch_size=2 * batch_size, shuffle=False, verbose=0)
-
-
-def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
-    """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
-    cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
-    it has no game to play: it simply finds whatever separates the two sets."""
-    if nets.scores_depend_on_batch(discriminator):
-        raise ValueError(
-            "`discriminator` has a MinibatchStdDev layer, so its scores depend on how real and "
-            "generated examples are mixed in a batch; use one without it for this check."
-        )
-    keras.utils.set_random_seed(seed)  # note: resets Python, NumPy and backend global seeds
-    fresh = keras.models.clone_model(discriminator)
-    fresh.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
-    x = np.concatenate([real, fake])
-    y = np.concatenate([np.ones(len(real)), np.zeros(len(fake))]).astype("float32")[:, None]
-    fresh.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
-    return fresh
-
-
-def logit_accuracy(discriminator, real, fake, threshold=0.0):
-    """Balanced accuracy of a discriminator: real scores above `threshold`, fake below."""
-    accuracy = losses.threshold_accuracy(
-        discriminator(real, training=False), discriminator(fake, training=False), threshold
-    )
-    return float(keras.ops.convert_to_numpy(accuracy))

@@ -1,14 +1,15 @@
 """Callbacks for watching adversarial training."""
 
+import math
 import os
 import time
 import warnings
 
 import keras
 import numpy as np
+from keras import ops
 
-from alllib import ablation, checks, losses, metrics, plots
-from alllib.twoplayer import DivergenceGuard  # noqa: F401  (every callback lives here)
+from alllib import checks, metrics, plots
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -247,7 +248,7 @@ class DiscriminatorGap(keras.callbacks.Callback):
     Both judge held-out real data (`real_test`) against new generated samples. The training
     discriminator is scored as it stands; the fresh one, same architecture and new weights, is
     first trained for `epochs` epochs on `real_train` against as many generated samples
-    (`ablation.fresh_discriminator`); the latest one is kept as `self.fresh`. A generator that
+    (`metrics.fresh_discriminator`); the latest one is kept as `self.fresh`. A generator that
     has learned the data fools both; one that has learned its opponent's blind spots fools only the training one, so the
     gap between the two accuracies is the measurement. Records `(epoch, training, fresh)` in
     `self.records`. Costs a small training run per check, so keep `every` coarse. Samples are
@@ -269,10 +270,72 @@ class DiscriminatorGap(keras.callbacks.Callback):
         gan = self.model
         fake_train = gan.generate(len(self.real_train), seed=2 * epoch, averaged=False)
         fake_test = gan.generate(len(self.real_test), seed=2 * epoch + 1, averaged=False)
-        threshold = losses.LOSSES[gan.loss_name].threshold
-        training = ablation.logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
-        self.fresh = ablation.fresh_discriminator(
+        threshold = gan.loss_fn.threshold
+        training = metrics.logit_accuracy(gan.discriminator, self.real_test, fake_test, threshold)
+        self.fresh = metrics.fresh_discriminator(
             gan.discriminator, self.real_train, fake_train, epochs=self.epochs, seed=epoch
         )
-        fresh = ablation.logit_accuracy(self.fresh, self.real_test, fake_test)
+        fresh = metrics.logit_accuracy(self.fresh, self.real_test, fake_test)
         self.records.append((epoch + 1, training, fresh))
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stop training at the first non-finite loss or gradient norm, naming the player and step.
+
+    Keras logs running means over the epoch, and a mean stays non-finite once one value was, so
+    checking after every call into the backend finds the first bad step (with
+    `steps_per_execution=k`, its chunk of k steps). A NaN reaches the opponent within a round:
+    the discriminator reads the generator's samples (the predictor's outputs), the generator the
+    discriminator it has just updated. So when both players went non-finite in the same round
+    the message names both, the first to move (the likely origin) first.
+    `Duel.fit` adds one unless given its own. Raises `FloatingPointError`.
+
+    Reading the logs waits for the device at every check, which costs JAX its asynchronous
+    dispatch (`benchmarks/divergence_guard.py`); `every=n` checks every n-th call into the
+    backend and at the end of each epoch, and then names the steps since the last check.
+    """
+
+    def __init__(self, every=1):
+        super().__init__()
+        self.every = checks.integer("every", every, 1)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Read here rather than at the start of fit: BackupAndRestore may restore it in between.
+        self._start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._epoch, self._checked, self._calls = epoch, 0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
+        steps = (self.params or {}).get("steps")
+        done = min(batch + 1, steps or batch + 1)
+        self._calls += 1
+        if self._calls % self.every and done != steps:
+            return
+        first, self._checked = self._checked, done
+        found = {}
+        for player in self.model.moving_players:
+            for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm")):
+                value = float(logs[f"{player.prefix}_{suffix}"])
+                if not math.isfinite(value):
+                    found.setdefault(player.name, []).append(f"{quantity} is {value}")
+        if not found:
+            return
+        if done - first == 1:
+            where = f"step {done} (round {self._start + done}"
+        else:
+            where = (f"steps {first + 1}-{done} (rounds {self._start + first + 1}-"
+                     f"{self._start + done}")
+        what = "; ".join(f"the {player}'s {' and '.join(q)}" for player, q in found.items())
+        both = ""
+        if len(found) > 1 and done - first > 1:
+            both = (" Both players went non-finite in these steps; checking every step "
+                    "(steps_per_execution=1, every=1) would narrow it to one round.")
+        elif len(found) > 1:
+            mover, other = found
+            both = (f" Both players went non-finite in the same round: the {mover} moved first, "
+                    f"so it is the likely origin, but it reads the {other}'s outputs, so the "
+                    f"{other} may have started it.")
+        raise FloatingPointError(
+            f"Training diverged at epoch {self._epoch + 1}, {where} of its training): {what}."
+            f"{both} Lower the learning rates, add a gradient penalty, or check the data."
+        )

@@ -78,3 +78,21 @@ def finite(name, array):
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.sum(~np.isfinite(array)))
         raise ValueError(f"{name} contains {bad} NaN or infinite values; clean the data first.")
+
+
+def called(name, fn, inputs):
+    """`fn()`, a first call of the network `name` on `inputs` (described in words); a failure
+    becomes a ValueError that says which network could not take which inputs."""
+    try:
+        return fn()
+    except Exception as error:
+        raise ValueError(f"`{name}` could not be called on {inputs}: {error}") from error
+
+
+def one_score_each(scores, batch, inputs, score="one score"):
+    """Refuse a discriminator's output that is not one score per example, `(batch, 1)`."""
+    if tuple(scores.shape) != (batch, 1):
+        raise ValueError(
+            f"`discriminator` must return {score} per example, shape (batch, 1); on {inputs} it "
+            f"returned shape {tuple(scores.shape)}."
+        )

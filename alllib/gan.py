@@ -1,10 +1,10 @@
 """`GAN`: the boxing match as a Keras model.
 
-One `train_step` is one round:
-1. the discriminator trains on a real batch (label real) and a generated batch (label fake), in
-   one update on the mean loss over both halves;
-2. the generator trains through the discriminator, whose weights are not touched in this step,
-   to make the discriminator call its samples real.
+One `train_step` is one round, `play_round`, and its objectives stand next to it:
+1. and 2. the discriminator trains on a real batch (label real) and a generated batch (label
+   fake), in one update on the mean loss over both halves (`discriminator_objective`);
+3. sparring: the generator trains through the discriminator, whose weights are not touched in
+   this move, to make the discriminator call its samples real (`generator_objective`).
 
 `compile(ema_decay=...)` also keeps an exponential moving average of the generator's weights in a
 separate copy, `average_generator`, which `generate` uses; training never reads it.
@@ -15,12 +15,11 @@ import numpy as np
 from keras import ops
 
 from alllib import checks, losses
-from alllib.backend import SeedGenerator, minimize
-from alllib.twoplayer import TwoPlayerModel, global_norm
+from alllib.duel import Duel, Player
 
 
 @keras.saving.register_keras_serializable(package="alllib")
-class GAN(TwoPlayerModel):
+class GAN(Duel):
     """A generator and a discriminator trained against each other by `fit`.
 
     Args:
@@ -33,55 +32,66 @@ class GAN(TwoPlayerModel):
             with `compile=False`, restores the average.
     """
 
-    players = {"d": "discriminator", "g": "generator"}
-    metric_names = ("d_loss", "g_loss", "d_acc", "d_real", "d_fake", "d_grad_norm", "g_grad_norm")
-
     def __init__(self, generator, discriminator, latent_dim, seed=None, average=False, **kwargs):
-        super().__init__(**kwargs)
-        latent_dim = checks.integer("latent_dim", latent_dim, 1)
-        for arg, network in (("generator", generator), ("discriminator", discriminator)):
-            if not isinstance(network, keras.Model):
-                raise TypeError(
-                    f"`{arg}` must be a keras.Model; received {type(network).__name__}."
-                )
-        self.generator = generator
-        self.discriminator = discriminator
-        self.latent_dim = latent_dim
-        self.seed = seed
-        self.seed_generator = SeedGenerator(seed)
+        super().__init__(
+            [Player("discriminator", discriminator, "d"), Player("generator", generator, "g")],
+            logs=("d_acc", "d_real", "d_fake"), seed=seed, **kwargs,
+        )
+        self.latent_dim = checks.integer("latent_dim", latent_dim, 1)
         self._check_networks()
         if average:
             self.average_generator = _frozen_copy(generator)
-        self.built = True
 
-    def _check_networks(self):
-        """One eager forward pass on a probe batch, so shape mistakes fail here, clearly."""
-        labels = self._probe_labels()
-        try:
-            samples = self._fake(ops.zeros((2, self.latent_dim)), labels, training=False)
-        except Exception as error:
-            raise ValueError(
-                f"`generator` could not be called on {self._inputs_text('a noise batch', 2)} "
-                f"(latent_dim={self.latent_dim}): {error}"
-            ) from error
-        try:
-            scores = self._scores(samples, labels, training=False)
-        except Exception as error:
-            what = self._inputs_text(f"the generator's output of shape {tuple(samples.shape)}")
-            raise ValueError(f"`discriminator` could not be called on {what}: {error}") from error
-        self._sample_shape = tuple(samples.shape[1:])
-        if tuple(scores.shape) != (2, 1):
-            raise ValueError(
-                "`discriminator` must return one score (a logit) per example, shape "
-                f"(batch, 1); on a batch of 2 it returned shape {tuple(scores.shape)}."
+    # -- the round: the essay's three steps -------------------------------------------------
+
+    def discriminator_objective(self, real, fake, labels):
+        """Steps 1 and 2: the discriminator's loss on a real batch (label real) and a generated
+        batch (label fake), one update on the mean over both halves, plus its penalty."""
+        real_scores = self._scores(real, labels, training=True)
+        fake_scores = self._scores(fake, labels, training=True)
+        loss = self.discriminator_loss(real_scores, fake_scores) + self.penalty_term(
+            lambda samples, training: self._scores(samples, labels, training), real, fake
+        )
+        return loss, (real_scores, fake_scores)
+
+    def generator_objective(self, noise, labels, std):
+        """Step 3, sparring: the generator's loss through the discriminator's eyes."""
+        samples = self._with_instance_noise(self._fake(noise, labels, training=True), std)
+        scores = self._scores(samples, labels, training=True)
+        return losses.generator_loss(self.loss_fn, scores), ()
+
+    def play_round(self, data):
+        real, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
+        labels = self._train_labels(labels)
+        batch_size = ops.shape(real)[0]
+        std = self.instance_noise_std(self.optimizer.iterations) if self.instance_noise else None
+        for _ in range(self.d_steps):  # the generated batch is a constant for the discriminator
+            noise = self.sample_latent(batch_size)
+            fake = ops.stop_gradient(self._fake(noise, labels, training=True))
+            seen_real, seen_fake = self._with_instance_noise(real, std), self._with_instance_noise(fake, std)
+            real_scores, fake_scores = self.move(
+                "discriminator", lambda: self.discriminator_objective(seen_real, seen_fake, labels)
             )
+        noise = self.sample_latent(batch_size)  # the discriminator only lends its gradients
+        self.move("generator", lambda: self.generator_objective(noise, labels, std))
+        if self.ema_decay is not None:
+            self._update_average()
+        return {
+            "d_acc": losses.discriminator_accuracy(self.loss_fn, real_scores, fake_scores),
+            "d_real": losses.readable_score(self.loss_fn, real_scores),
+            "d_fake": losses.readable_score(self.loss_fn, fake_scores),
+        }
 
-    # What `ConditionalGAN` changes; here `labels` is always None.
+    # -- what `ConditionalGAN` changes; here `labels` is always None ------------------------
+
     def _fake(self, noise, labels, training, generator=None):
         return (generator or self.generator)(noise, training=training)
 
     def _scores(self, samples, labels, training):
         return self.discriminator(samples, training=training)
+
+    def _train_labels(self, labels):
+        return None  # an unconditional GAN ignores labels that come with the data
 
     def _probe_labels(self):
         return None
@@ -89,24 +99,27 @@ class GAN(TwoPlayerModel):
     def _inputs_text(self, what, batch=None):
         return what if batch is None else f"{what} of shape ({batch}, {self.latent_dim})"
 
+    def _check_networks(self):
+        """One eager forward pass on a probe batch, so shape mistakes fail here, clearly."""
+        labels = self._probe_labels()
+        samples = checks.called(
+            "generator", lambda: self._fake(ops.zeros((2, self.latent_dim)), labels, False),
+            f"{self._inputs_text('a noise batch', 2)} (latent_dim={self.latent_dim})",
+        )
+        what = self._inputs_text(f"the generator's output of shape {tuple(samples.shape)}")
+        checks.one_score_each(
+            checks.called("discriminator", lambda: self._scores(samples, labels, False), what),
+            2, what, score="one score (a logit)",
+        )
+        self._sample_shape = tuple(samples.shape[1:])
+
     def call(self, inputs, training=False):
         """The training generator on its inputs: noise (`[noise, labels]` when conditional)."""
         return self.generator(inputs, training=training)
 
-    def compile(
-        self,
-        d_optimizer=None,
-        g_optimizer=None,
-        loss="non_saturating",
-        penalty=None,
-        penalty_weight=10.0,
-        d_steps=1,
-        label_smoothing=0.0,
-        instance_noise=0.0,
-        instance_noise_steps=None,
-        ema_decay=None,
-        **kwargs,
-    ):
+    def compile(self, d_optimizer=None, g_optimizer=None, loss="non_saturating", penalty=None,
+                penalty_weight=10.0, d_steps=1, label_smoothing=0.0, instance_noise=0.0,
+                instance_noise_steps=None, ema_decay=None, **kwargs):
         """Configure training.
 
         Args:
@@ -114,8 +127,9 @@ class GAN(TwoPlayerModel):
             loss: a name in `alllib.losses.LOSSES`: `"non_saturating"` (the essay's loop: the
                 generator minimises -log D(G(z))), `"minimax"` (Goodfellow's original
                 log(1 - D(G(z))), which saturates when the discriminator wins),
-                `"wasserstein"`, `"hinge"` or `"least_squares"`.
-            penalty: None, `"r1"` or `"gradient_penalty"` (see `alllib.losses.penalty`),
+                `"wasserstein"`, `"hinge"` or `"least_squares"`; or an
+                `alllib.losses.AdversarialLoss` of your own.
+            penalty: None, `"r1"`, `"gradient_penalty"` (see `alllib.losses`) or a callable,
                 added to the discriminator's loss with weight `penalty_weight`.
             d_steps: discriminator updates per generator update.
             label_smoothing: one-sided label smoothing of the real targets (logistic losses).
@@ -129,10 +143,9 @@ class GAN(TwoPlayerModel):
                 statistics) is copied. `generate` uses it. Once made, the average stays with the
                 model (saved and loaded with it); compiling again with `ema_decay=None` stops
                 updating it. `call` and `predict` use the training weights.
-            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`,
-                `jit_compile`, `run_eagerly`).
+            **kwargs: passed to `Duel.compile` and `keras.Model.compile`
+                (`steps_per_execution`, `jit_compile`, `run_eagerly`, `auto_scale_loss`).
         """
-        self._configure_duel(loss, penalty, penalty_weight, d_steps, label_smoothing)
         self.instance_noise = checks.number("instance_noise", instance_noise)
         self.instance_noise_steps = (
             None if instance_noise_steps is None
@@ -143,26 +156,12 @@ class GAN(TwoPlayerModel):
         )
         if self.ema_decay is not None and not hasattr(self, "average_generator"):
             self.average_generator = _frozen_copy(self.generator)
-        self.g_optimizer, self.d_optimizer = self._compile_players(
-            {
-                "g_optimizer": (g_optimizer, self.generator),
-                "d_optimizer": (d_optimizer, self.discriminator),
-            },
-            **kwargs,
-        )
-        self._remember_compile(
-            d_optimizer=self.d_optimizer,
-            g_optimizer=self.g_optimizer,
-            loss=self.loss_name,
-            penalty=self.penalty,
-            penalty_weight=self.penalty_weight,
-            d_steps=self.d_steps,
-            label_smoothing=self.label_smoothing,
-            instance_noise=self.instance_noise,
-            instance_noise_steps=self.instance_noise_steps,
-            ema_decay=self.ema_decay,
-            **kwargs,
-        )
+        super().compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, loss=loss,
+                        penalty=penalty, penalty_weight=penalty_weight, d_steps=d_steps,
+                        label_smoothing=label_smoothing, **kwargs)
+        self.compile_arguments.update({"instance_noise": self.instance_noise,
+                                       "instance_noise_steps": self.instance_noise_steps,
+                                       "ema_decay": self.ema_decay})
 
     def check_fit_data(self, x, y, validation_data, kwargs):
         """Real samples `x` (labels, if any, are ignored) must be shaped like the generator's
@@ -190,60 +189,12 @@ class GAN(TwoPlayerModel):
         progress = ops.cast(round_index, "float32") / self.instance_noise_steps
         return self.instance_noise * ops.maximum(1.0 - progress, 0.0)
 
-    def _blur(self, samples, std):
+    def _with_instance_noise(self, samples, std):
         """Samples as the discriminator sees them: plus instance noise, if any."""
         if not self.instance_noise:
             return samples
         noise = keras.random.normal(ops.shape(samples), seed=self.seed_generator)
         return samples + ops.cast(std * noise, samples.dtype)
-
-    def duel_step(self, data):
-        real, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
-        labels = self._train_labels(labels)
-        batch_size = ops.shape(real)[0]
-        std = self.instance_noise_std(self.optimizer.iterations) if self.instance_noise else None
-
-        # Round 1: the discriminator learns real from fake. The generated batch is a constant.
-        for _ in range(self.d_steps):
-            fake = ops.stop_gradient(
-                self._fake(self.sample_latent(batch_size), labels, training=True)
-            )
-            seen_real, seen_fake = self._blur(real, std), self._blur(fake, std)
-            d_loss, (real_scores, fake_scores), d_grads = minimize(
-                lambda: self._discriminator_objective(
-                    lambda samples, training: self._scores(samples, labels, training),
-                    seen_real, seen_fake,
-                ),
-                self.discriminator.trainable_variables,
-                self.d_optimizer,
-            )
-
-        # Round 2: sparring. Gradients flow through the discriminator, only the generator moves.
-        noise = self.sample_latent(batch_size)
-
-        def generator_objective():
-            samples = self._blur(self._fake(noise, labels, training=True), std)
-            scores = self._scores(samples, labels, training=True)
-            return losses.generator_loss(self.loss_name, scores), ()
-
-        g_loss, _, g_grads = minimize(
-            generator_objective, self.generator.trainable_variables, self.g_optimizer
-        )
-        if self.ema_decay is not None:
-            self._update_average()
-
-        return self._record(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
-            d_real=losses.readable_score(self.loss_name, real_scores),
-            d_fake=losses.readable_score(self.loss_name, fake_scores),
-            d_grad_norm=global_norm(d_grads),
-            g_grad_norm=global_norm(g_grads),
-        )
-
-    def _train_labels(self, labels):
-        return None  # an unconditional GAN ignores labels that come with the data
 
     def _update_average(self):
         """Move `average_generator` towards the generator: an exponential moving average of the
@@ -292,21 +243,8 @@ class GAN(TwoPlayerModel):
         return ops.convert_to_numpy(ops.cast(samples, "float32"))
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            generator=keras.saving.serialize_keras_object(self.generator),
-            discriminator=keras.saving.serialize_keras_object(self.discriminator),
-            latent_dim=self.latent_dim,
-            seed=self.seed,
-            average=hasattr(self, "average_generator"),
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        for key in ("generator", "discriminator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return {**super().get_config(), "latent_dim": self.latent_dim,
+                "average": hasattr(self, "average_generator")}
 
 
 def _frozen_copy(network):

@@ -18,13 +18,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from alllib import checks, losses
-from alllib.backend import (
-    SeedGenerator, apply, forward, gradients, minimize, run_test_step, scaled, tensor_gradient,
-)
+from alllib import backend, checks, losses
+from alllib.duel import Duel, Player, global_norm
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
-from alllib.twoplayer import TwoPlayerModel, global_norm
 
 _PROB_TOLERANCE = 1e-3
 # bfloat16 keeps 8 significant bits: a softmax's rows sum to 1 only within a few thousandths.
@@ -37,7 +34,7 @@ def cross_entropy(one_hot, probs, eps=1e-7):
 
 
 @keras.saving.register_keras_serializable(package="alllib")
-class AdversarialLabelLearner(TwoPlayerModel):
+class AdversarialLabelLearner(Duel):
     """A predictor trained against a discriminator that judges label vectors.
 
     Args:
@@ -53,47 +50,25 @@ class AdversarialLabelLearner(TwoPlayerModel):
         seed: seed of the model's own random stream (targets, penalty interpolation).
     """
 
-    players = {"d": "discriminator", "p": "predictor"}
-    metric_names = ("d_loss", "p_loss", "d_acc", "accuracy", "d_grad_norm", "p_grad_norm")
-
-    def __init__(
-        self,
-        predictor,
-        discriminator,
-        num_classes,
-        conditional=False,
-        targets=None,
-        ce_weight=0.0,
-        seed=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        for arg, network in (("predictor", predictor), ("discriminator", discriminator)):
-            if not isinstance(network, keras.Model):
-                raise TypeError(
-                    f"`{arg}` must be a keras.Model; received {type(network).__name__}."
-                )
-        num_classes = checks.integer("num_classes", num_classes, 2)
+    def __init__(self, predictor, discriminator, num_classes, conditional=False, targets=None,
+                 ce_weight=0.0, seed=None, **kwargs):
+        super().__init__(
+            [Player("discriminator", discriminator, "d"), Player("predictor", predictor, "p")],
+            logs=("d_acc", "accuracy"), seed=seed, **kwargs,
+        )
+        self.num_classes = checks.integer("num_classes", num_classes, 2)
         if not isinstance(conditional, bool):
             raise TypeError(f"`conditional` must be True or False; received {conditional!r}.")
-        targets = SoftTargets() if targets is None else targets
-        if not isinstance(targets, SoftTargets):
+        self.conditional = conditional
+        self.targets = SoftTargets() if targets is None else targets
+        if not isinstance(self.targets, SoftTargets):
             raise TypeError(
                 f"`targets` must be an alllib.SoftTargets; received {type(targets).__name__}."
             )
-        ce_weight = checks.number("ce_weight", ce_weight)
-        self.predictor = predictor
-        self.discriminator = discriminator
-        self.num_classes = num_classes
-        self.conditional = conditional
-        self.targets = targets
-        self.ce_weight = float(ce_weight)
-        self.seed = seed
-        self.seed_generator = SeedGenerator(seed)
+        self.ce_weight = checks.number("ce_weight", ce_weight)
         self.nll_tracker = keras.metrics.Mean(name="nll")
         self.ece_tracker = CalibrationError(name="ece")
         self._probed = set()  # input signatures both networks were checked on
-        self.built = True
 
     @property
     def metrics(self):
@@ -102,110 +77,68 @@ class AdversarialLabelLearner(TwoPlayerModel):
     def call(self, x, training=False):
         return self.predictor(x, training=training)
 
-    def compile(
-        self,
-        d_optimizer=None,
-        p_optimizer=None,
-        loss="non_saturating",
-        penalty=None,
-        penalty_weight=10.0,
-        d_steps=1,
-        **kwargs,
-    ):
-        """Configure training; the arguments mirror `alllib.GAN.compile`.
-
-        Args:
-            d_optimizer, p_optimizer: one optimizer per player (instances or names).
-            loss: a name in `alllib.losses.LOSSES`; the predictor plays the generator's side.
-            penalty: None, `"r1"` or `"gradient_penalty"` on the discriminator's gradient with
-                respect to the label vector, weight `penalty_weight`.
-            d_steps: discriminator updates per predictor update (each on fresh real targets).
-            **kwargs: passed to `keras.Model.compile`.
+    def compile(self, d_optimizer=None, p_optimizer=None, **kwargs):
+        """Configure training: as `alllib.GAN.compile`, with the predictor in the generator's
+        place (`p_optimizer`); the penalty acts on the discriminator's gradient with respect to
+        the label vector, and each of `d_steps` discriminator updates draws fresh real targets.
         """
-        self._configure_duel(loss, penalty, penalty_weight, d_steps)
-        self.p_optimizer, self.d_optimizer = self._compile_players(
-            {
-                "p_optimizer": (p_optimizer, self.predictor),
-                "d_optimizer": (d_optimizer, self.discriminator),
-            },
-            **kwargs,
-        )
-        self._remember_compile(
-            d_optimizer=self.d_optimizer,
-            p_optimizer=self.p_optimizer,
-            loss=self.loss_name,
-            penalty=self.penalty,
-            penalty_weight=self.penalty_weight,
-            d_steps=self.d_steps,
-            **kwargs,
-        )
+        super().compile(d_optimizer=d_optimizer, p_optimizer=p_optimizer, **kwargs)
 
-    # -- the duel -------------------------------------------------------------------------
+    # -- the round ------------------------------------------------------------------------------
 
     def _scores(self, x, label_vectors, training):
         inputs = [x, label_vectors] if self.conditional else label_vectors
         return self.discriminator(inputs, training=training)
 
-    def _predictor_loss_terms(self, x, one_hot, probs, training):
+    def discriminator_objective(self, x, real, fake):
+        """Real (softened, randomized) label vectors against the predictor's outputs."""
+        real_scores, fake_scores = self._scores(x, real, True), self._scores(x, fake, True)
+        loss = self.discriminator_loss(real_scores, fake_scores) + self.penalty_term(
+            lambda vectors, training: self._scores(x, vectors, training), real, fake
+        )
+        return loss, (real_scores, fake_scores)
+
+    def predictor_terms(self, x, one_hot, probs, training):
         """The predictor's adversarial loss and its mean cross-entropy, given its outputs."""
-        adversarial = losses.generator_loss(self.loss_name, self._scores(x, probs, training))
+        adversarial = losses.generator_loss(self.loss_fn, self._scores(x, probs, training))
         return adversarial, ops.mean(cross_entropy(one_hot, probs))
 
-    def duel_step(self, data):
+    def predictor_objective(self, x, one_hot, probs):
+        adversarial, ce = self.predictor_terms(x, one_hot, probs, training=True)
+        return (adversarial + self.ce_weight * ce if self.ce_weight else adversarial), ()
+
+    def play_round(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels = checks.label_batch(labels)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
-
-        # One forward pass of the predictor serves both players: the discriminator trains on its
-        # outputs as constants, and the predictor's gradient is pulled back through it later.
-        # (The predictor's weights do not change in between, so this is the same round as
-        # running the predictor twice, at the cost of one pass.)
-        probs, pullback = forward(
-            lambda: ops.cast(self.predictor(x, training=True), "float32"),
-            self.predictor.trainable_variables,
+        # One forward pass of the predictor serves both players: the discriminator trains on
+        # its outputs as constants, and the predictor's move differentiates through it later
+        # (its weights do not change in between, so this is the round with two passes, cheaper).
+        probs, pass_ = self.shared_pass(
+            "predictor", lambda: ops.cast(self.predictor(x, training=True), "float32")
         )
-        predictions = ops.stop_gradient(probs)
-
-        # Round 1: the discriminator learns real targets from the predictor's outputs.
         for _ in range(self.d_steps):
             real = self.targets(one_hot, seed=self.seed_generator)
-            d_loss, (real_scores, fake_scores), d_grads = minimize(
-                lambda: self._discriminator_objective(
-                    lambda v, training: self._scores(x, v, training), real, predictions
-                ),
-                self.discriminator.trainable_variables,
-                self.d_optimizer,
+            real_scores, fake_scores = self.move(
+                "discriminator", lambda: self.discriminator_objective(x, real, probs)
             )
-
-        # Round 2: the predictor learns to pass as real; the discriminator only lends gradients.
-        def predictor_objective(outputs):
-            adversarial, ce = self._predictor_loss_terms(x, one_hot, outputs, training=True)
-            return (adversarial + self.ce_weight * ce if self.ce_weight else adversarial), ()
-
-        _, (p_loss, _), output_grads = tensor_gradient(
-            scaled(predictor_objective, self.p_optimizer), predictions
-        )
-        grads = apply(self.p_optimizer, pullback(output_grads), self.predictor.trainable_variables)
-        return self._record(
-            d_loss=d_loss,
-            p_loss=p_loss,
-            d_acc=losses.discriminator_accuracy(self.loss_name, real_scores, fake_scores),
-            accuracy=_correct(predictions, labels),
-            d_grad_norm=global_norm(d_grads),
-            p_grad_norm=global_norm(grads),
-        )
+        self.move("predictor", lambda p: self.predictor_objective(x, one_hot, p), through=pass_)
+        return {
+            "d_acc": losses.discriminator_accuracy(self.loss_fn, real_scores, fake_scores),
+            "accuracy": _correct(probs, labels),
+        }
 
     # -- evaluation ---------------------------------------------------------------------------
 
     def test_step(self, *args):
-        return run_test_step(self, self._evaluate_batch, args)
+        return backend.test_step(self, self._evaluate_batch, args)
 
     def _evaluate_batch(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels = checks.label_batch(labels)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
-        accuracy = self._metric("accuracy")
+        accuracy = self._trackers["accuracy"]
         accuracy.update_state(_correct(probs, labels))
         self.nll_tracker.update_state(cross_entropy(one_hot, probs))
         self.ece_tracker.update_state(labels, probs)
@@ -225,10 +158,10 @@ class AdversarialLabelLearner(TwoPlayerModel):
         for term in ("adversarial", "ce"):
             def objective(term=term):
                 probs = ops.cast(self.predictor(x, training=False), "float32")
-                adversarial, ce = self._predictor_loss_terms(x, one_hot, probs, training=False)
+                adversarial, ce = self.predictor_terms(x, one_hot, probs, training=False)
                 return (adversarial if term == "adversarial" else self.ce_weight * ce), ()
 
-            _, _, grads = gradients(objective, self.predictor.trainable_variables)
+            _, _, grads = backend.gradients(objective, self.predictor.trainable_variables)
             norms[term] = float(ops.convert_to_numpy(global_norm(grads)))
         total = norms["adversarial"] + norms["ce"]
         norms["adversarial_share"] = norms["adversarial"] / total if total else float("nan")
@@ -292,12 +225,8 @@ class AdversarialLabelLearner(TwoPlayerModel):
         signature = (tuple(x.shape[1:]), str(x.dtype))
         if signature in self._probed:  # the networks have not changed shape since
             return
-        try:
-            outputs = self.predictor(x, training=False)
-        except Exception as error:
-            raise ValueError(
-                f"`predictor` could not be called on an input batch of shape {x.shape}: {error}"
-            ) from error
+        outputs = checks.called("predictor", lambda: self.predictor(x, training=False),
+                                f"an input batch of shape {x.shape}")
         probs = ops.convert_to_numpy(ops.cast(outputs, "float32")).astype("float64")
         tolerance = _PROB_TOLERANCE_BY_DTYPE.get(
             keras.backend.standardize_dtype(outputs.dtype), _PROB_TOLERANCE
@@ -307,60 +236,30 @@ class AdversarialLabelLearner(TwoPlayerModel):
                 f"`predictor` must return probabilities of shape (batch, num_classes) = "
                 f"({len(x)}, {self.num_classes}); it returned shape {probs.shape}."
             )
-        if (
-            probs.min() < -tolerance
-            or np.abs(probs.sum(-1) - 1).max() > tolerance
-        ):
+        if probs.min() < -tolerance or np.abs(probs.sum(-1) - 1).max() > tolerance:
             raise ValueError(
                 "`predictor` must return probabilities (non-negative, each row summing to 1; "
                 "end it with a softmax); its rows sum to "
                 f"{np.round(probs.sum(-1), 4).tolist()}, minimum {probs.min():.4g}."
             )
         vectors = ops.convert_to_tensor(probs.astype("float32"))
-        inputs = [ops.convert_to_tensor(x), vectors] if self.conditional else vectors
-        called_on = (
-            f"[x of shape {x.shape}, label vectors of shape {probs.shape}]"
-            if self.conditional
-            else f"label vectors of shape {probs.shape}"
+        if self.conditional:
+            inputs = f"[x of shape {x.shape}, label vectors of shape {probs.shape}]"
+            hint = "A conditional discriminator takes two inputs, [x, label_vector]."
+        else:
+            inputs = f"label vectors of shape {probs.shape}"
+            hint = "With conditional=False it takes the label vector alone."
+        scores = checks.called(
+            "discriminator", lambda: self._scores(ops.convert_to_tensor(x), vectors, False),
+            f"{inputs} ({hint})",
         )
-        try:
-            scores = self.discriminator(inputs, training=False)
-        except Exception as error:
-            hint = (
-                " A conditional discriminator takes two inputs, [x, label_vector]."
-                if self.conditional
-                else " With conditional=False it takes the label vector alone."
-            )
-            raise ValueError(
-                f"`discriminator` could not be called on {called_on}: {error}.{hint}"
-            ) from error
-        if tuple(scores.shape) != (len(x), 1):
-            raise ValueError(
-                "`discriminator` must return one score per example, shape (batch, 1); on "
-                f"{called_on} it returned shape {tuple(scores.shape)}."
-            )
+        checks.one_score_each(scores, len(x), inputs)
         self._probed.add(signature)
 
-    # -- serialization ------------------------------------------------------------------------
-
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            predictor=keras.saving.serialize_keras_object(self.predictor),
-            discriminator=keras.saving.serialize_keras_object(self.discriminator),
-            num_classes=self.num_classes,
-            conditional=self.conditional,
-            targets=keras.saving.serialize_keras_object(self.targets),
-            ce_weight=self.ce_weight,
-            seed=self.seed,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        for key in ("predictor", "discriminator", "targets"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "conditional": self.conditional, "ce_weight": self.ce_weight,
+                "targets": keras.saving.serialize_keras_object(self.targets)}
 
 
 def _correct(probs, labels):

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 from keras import ops, random
 
-from alllib import backend, checks
+from alllib import backend
 
 AdversarialLoss = namedtuple("AdversarialLoss", "discriminator generator logistic threshold")
 
@@ -69,48 +69,54 @@ LOSSES = {
         _least_squares_discriminator_loss, _least_squares_generator_loss, False, 0.5
     ),
 }
-PENALTIES = ("r1", "gradient_penalty")
 
 
-def check(name):
-    """Return `name` if it is a known adversarial loss, else raise a ValueError listing them."""
-    if name not in LOSSES:
+def get(loss):
+    """The `AdversarialLoss` named `loss`, or `loss` itself if it is one (your own pair of
+    callables: `discriminator(real_scores, fake_scores)` and `generator(fake_scores)`, each
+    returning a scalar, with `logistic` and `threshold` as in `LOSSES`)."""
+    if isinstance(loss, AdversarialLoss):
+        return loss
+    if loss not in LOSSES:
         raise ValueError(
-            f"Unknown adversarial loss {name!r} for argument `loss`; expected one of "
-            f"{sorted(LOSSES)}."
+            f"Unknown adversarial loss {loss!r} for argument `loss`; expected one of "
+            f"{sorted(LOSSES)} or an alllib.losses.AdversarialLoss."
         )
-    return name
+    return LOSSES[loss]
 
 
-def check_penalty(name, weight):
-    """Validate a penalty name (or None) and its weight; return them."""
-    if name is not None and name not in PENALTIES:
+def get_penalty(penalty):
+    """The penalty named `penalty` (None for none), or `penalty` itself if it is a callable
+    `penalty(score_fn, real, fake, seed) -> scalar`."""
+    if penalty is None or callable(penalty):
+        return penalty
+    if penalty not in PENALTIES:
         raise ValueError(
-            f"Unknown penalty {name!r} for argument `penalty`; expected None or one of "
-            f"{list(PENALTIES)}."
+            f"Unknown penalty {penalty!r} for argument `penalty`; expected None, one of "
+            f"{sorted(PENALTIES)} or a callable penalty(score_fn, real, fake, seed)."
         )
-    return name, checks.number("penalty_weight", weight)
+    return PENALTIES[penalty]
 
 
-def discriminator_loss(name, real_scores, fake_scores, label_smoothing=0.0):
+def discriminator_loss(loss, real_scores, fake_scores, label_smoothing=0.0):
     """The discriminator's loss. `label_smoothing` s (logistic losses only) is one-sided
     smoothing (Salimans et al. 2016): real examples get the target 1 - s, fakes keep 0. With
     t = 1 - s the real half's cross-entropy is t softplus(-r) + (1 - t) softplus(r), which is
     softplus(-r) + s r."""
     real, fake = ops.cast(real_scores, "float32"), ops.cast(fake_scores, "float32")
-    loss = LOSSES[name].discriminator(real, fake)
+    value = get(loss).discriminator(real, fake)
     if label_smoothing:
-        loss = loss + 0.5 * label_smoothing * ops.mean(real)
-    return loss
+        value = value + 0.5 * label_smoothing * ops.mean(real)
+    return value
 
 
-def generator_loss(name, fake_scores):
-    return LOSSES[name].generator(ops.cast(fake_scores, "float32"))
+def generator_loss(loss, fake_scores):
+    return get(loss).generator(ops.cast(fake_scores, "float32"))
 
 
-def discriminator_accuracy(name, real_scores, fake_scores):
+def discriminator_accuracy(loss, real_scores, fake_scores):
     """How often the discriminator puts real above and fake below its decision threshold."""
-    return threshold_accuracy(real_scores, fake_scores, LOSSES[name].threshold)
+    return threshold_accuracy(real_scores, fake_scores, get(loss).threshold)
 
 
 def threshold_accuracy(real_scores, fake_scores, threshold):
@@ -122,35 +128,41 @@ def threshold_accuracy(real_scores, fake_scores, threshold):
     )
 
 
-def readable_score(name, scores):
+def readable_score(loss, scores):
     """Mean score as a probability of "real" for logistic losses, raw otherwise."""
     scores = ops.cast(scores, "float32")
-    return ops.mean(ops.sigmoid(scores) if LOSSES[name].logistic else scores)
+    return ops.mean(ops.sigmoid(scores) if get(loss).logistic else scores)
 
 
-def penalty(name, score_fn, real, fake, seed=None):
-    """A penalty on the discriminator's input gradient, added to its loss.
+def r1(score_fn, real, fake=None, seed=None):
+    """Mescheder et al. 2018: 0.5 E ||grad D(real)||^2, flattening D around the data."""
+    return 0.5 * ops.mean(_squared_input_gradient(score_fn, ops.convert_to_tensor(real)))
 
-    - `"r1"` (Mescheder et al. 2018): 0.5 E ||grad D(real)||^2, flattening D around the data.
-    - `"gradient_penalty"` (WGAN-GP, Gulrajani et al. 2017): E (||grad D(x_hat)|| - 1)^2 at
-      x_hat = u real + (1 - u) fake with u ~ Uniform[0, 1] per example, which keeps the critic
-      close to 1-Lipschitz between the two distributions.
 
-    `score_fn(points)` returns the discriminator's scores; `seed` feeds the interpolation draw.
-    """
+def gradient_penalty(score_fn, real, fake, seed=None):
+    """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)|| - 1)^2 at x_hat = u real +
+    (1 - u) fake, u ~ Uniform[0, 1] per example drawn from `seed`: it keeps the critic close to
+    1-Lipschitz between the two distributions."""
     real = ops.convert_to_tensor(real)
-    if name == "r1":
-        points = real
-    else:
-        fake = ops.cast(fake, real.dtype)  # a mixed-precision generator's are float16
-        u_shape = (ops.shape(real)[0],) + (1,) * (len(real.shape) - 1)
-        u = random.uniform(u_shape, dtype=real.dtype, seed=seed)
-        points = u * real + (1.0 - u) * fake
+    fake = ops.cast(fake, real.dtype)  # a mixed-precision generator's are float16
+    u = random.uniform((ops.shape(real)[0],) + (1,) * (len(real.shape) - 1), dtype=real.dtype,
+                       seed=seed)
+    squared = _squared_input_gradient(score_fn, u * real + (1.0 - u) * fake)
+    return ops.mean(ops.square(ops.sqrt(squared + 1e-12) - 1.0))
+
+
+def _squared_input_gradient(score_fn, points):
+    """Per example, ||d score / d input||^2, differentiable with respect to the weights."""
     _, _, grads = backend.tensor_gradient(
         lambda p: (ops.sum(score_fn(p)), ()), points, differentiable=True
     )
     grads = ops.cast(grads, "float32")
-    squared_norm = ops.sum(ops.reshape(ops.square(grads), (ops.shape(grads)[0], -1)), axis=1)
-    if name == "r1":
-        return 0.5 * ops.mean(squared_norm)
-    return ops.mean(ops.square(ops.sqrt(squared_norm + 1e-12) - 1.0))
+    return ops.sum(ops.reshape(ops.square(grads), (ops.shape(grads)[0], -1)), axis=1)
+
+
+PENALTIES = {"r1": r1, "gradient_penalty": gradient_penalty}
+
+
+def penalty(name, score_fn, real, fake, seed=None):
+    """The penalty `name` ("r1", "gradient_penalty" or a callable) on `score_fn(points)`."""
+    return get_penalty(name)(score_fn, real, fake, seed=seed)

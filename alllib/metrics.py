@@ -13,6 +13,8 @@ import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment
 
+from alllib import losses, nets
+
 ECE_BINS = 15
 
 
@@ -172,8 +174,6 @@ class Judge:
 def train_classifier(x, y, num_classes, epochs, seed=0, batch_size=128, verbose=0):
     """A fresh `nets.judge` network trained with cross-entropy on `(x, y)`: the judge itself, and
     the classifier of the classification accuracy score."""
-    from alllib import nets
-
     x, y = np.asarray(x, "float32"), np.asarray(y).reshape(-1)
     if x.ndim != 4 or len(x) != len(y):
         raise ValueError(f"`x` must be images (n, height, width, channels) with one label each; received {x.shape} and {len(y)} labels.")
@@ -321,3 +321,32 @@ class CalibrationError(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "bins": self.bins}
+
+
+def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
+    """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
+    cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
+    it has no game to play: it simply finds whatever separates the two sets."""
+    if nets.scores_depend_on_batch(discriminator):
+        raise ValueError(
+            "`discriminator` has a MinibatchStdDev layer, so its scores depend on how real and "
+            "generated examples are mixed in a batch; use one without it for this check."
+        )
+    keras.utils.set_random_seed(seed)  # note: resets Python, NumPy and backend global seeds
+    fresh = keras.models.clone_model(discriminator)
+    fresh.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    x = np.concatenate([real, fake])
+    y = np.concatenate([np.ones(len(real)), np.zeros(len(fake))]).astype("float32")[:, None]
+    fresh.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+    return fresh
+
+
+def logit_accuracy(discriminator, real, fake, threshold=0.0):
+    """Balanced accuracy of a discriminator: real scores above `threshold`, fake below."""
+    accuracy = losses.threshold_accuracy(
+        discriminator(real, training=False), discriminator(fake, training=False), threshold
+    )
+    return float(keras.ops.convert_to_numpy(accuracy))

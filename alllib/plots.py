@@ -143,7 +143,7 @@ def value_surface(gan, real, ax=None, title=None, samples=1000, resolution=150, 
     (black) on top. Where the map is flat, the generator gets no direction."""
     import keras
 
-    from alllib import losses, nets
+    from alllib import nets
 
     if nets.scores_depend_on_batch(gan.discriminator):
         raise ValueError(
@@ -158,7 +158,7 @@ def value_surface(gan, real, ax=None, title=None, samples=1000, resolution=150, 
     half = (high - low) / (resolution - 1) / 2  # pixel centres sit on the grid points
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2).astype("float32")
     scores = keras.ops.convert_to_numpy(gan.discriminator(grid, training=False)).reshape(-1)
-    logistic = losses.LOSSES[gan.loss_name].logistic
+    logistic = gan.loss_fn.logistic
     values = keras.ops.convert_to_numpy(keras.ops.sigmoid(scores)) if logistic else scores
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))

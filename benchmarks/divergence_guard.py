@@ -4,7 +4,7 @@
 The guard reads four logged values after each call into the backend, which makes the host wait
 for the device: nothing on TensorFlow, whose `fit` waits anyway, but JAX loses its asynchronous
 dispatch. The configuration is the ring GAN of the notebooks (MLPs of width 64, batch 256).
-"Without" calls `keras.Model.fit` directly, skipping the guard `TwoPlayerModel.fit` adds. The
+"Without" calls `keras.Model.fit` directly, skipping the guard `Duel.fit` adds. The
 sides are timed in the same process, interleaved; the median of the repeats is reported.
 
     KERAS_BACKEND=jax python benchmarks/divergence_guard.py --steps 200 --repeats 5

@@ -67,9 +67,9 @@ class ExampleNoiseGAN(alllib.GAN):
         super().__init__(*args, **kwargs)
         self._round = threading.local()
 
-    def duel_step(self, data):
+    def play_round(self, data):
         self._round.real, self._round.draws = data, 0
-        return super().duel_step(data)
+        return super().play_round(data)
 
     def sample_latent(self, batch_size):
         self._round.draws += 1

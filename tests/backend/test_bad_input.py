@@ -96,7 +96,7 @@ CASES = [
     ("learner: missing optimizer", lambda: learner(compiled=False).compile(d_optimizer="adam"),
      "compile\\(\\) is missing the optimizer argument `p_optimizer`"),
     ("GAN: one optimizer for both", lambda: gan().compile(*[keras.optimizers.Adam()] * 2),
-     "`d_optimizer` is the same optimizer instance as another player's"),
+     "`g_optimizer` is the same optimizer instance as `d_optimizer`"),
     ("GAN: unknown loss", lambda: compiled_gan(loss="wgan"), "Unknown adversarial loss 'wgan'"),
     ("learner: unknown loss", lambda: make_learner(loss="wgan"), "Unknown adversarial loss 'wgan'"),
     ("GAN: unknown penalty", lambda: compiled_gan(penalty="gp"), "Unknown penalty 'gp'"),

@@ -106,8 +106,9 @@ def test_penalty_gradients_reach_the_discriminator_weights():
 
 def test_bad_names_are_explained():
     with pytest.raises(ValueError, match="Unknown adversarial loss 'wgan'.*hinge"):
-        losses.check("wgan")
+        losses.get("wgan")
     with pytest.raises(ValueError, match="Unknown penalty 'gp'.*gradient_penalty"):
-        losses.check_penalty("gp", 10.0)
+        losses.get_penalty("gp")
+    gan = alllib.GAN(alllib.nets.mlp_generator(2), alllib.nets.mlp_discriminator(), 2)
     with pytest.raises(ValueError, match="penalty_weight"):
-        losses.check_penalty("r1", -1.0)
+        gan.compile(d_optimizer="adam", g_optimizer="adam", penalty="r1", penalty_weight=-1.0)

@@ -1,0 +1,128 @@
+"""The backend interface on JAX: pure functions of the variables' values.
+
+Keras's JAX trainer passes the model's whole state into `train_step` and expects it back, and
+JAX differentiates only pure functions. So the round runs inside a `keras.StatelessScope` that
+maps every variable to its incoming value, and each differentiation makes its loss a function of
+the differentiated variables' values, run in a scope nested in the current one (`_pure`).
+Keras keeps the innermost open scope; a nested scope reads through to it.
+"""
+
+import jax
+import keras
+from keras.src.backend.common.stateless_scope import get_stateless_scope  # Keras's own stack
+
+MAX_STEPS_PER_EXECUTION = None
+SeedGenerator = keras.random.SeedGenerator  # JAX's data parallelism is one global program
+
+
+def gradients(loss_fn, variables):
+    variables = list(variables)
+    pure, values, commit = _pure(loss_fn, variables)
+    (loss, (aux, writes)), grads = jax.value_and_grad(pure, has_aux=True)(values)
+    commit(writes)
+    return loss, aux, grads
+
+
+def forward(fn, variables):
+    pure, values, commit = _pure(lambda: (fn(), ()), list(variables))
+    outputs, vjp, (_, writes) = jax.vjp(pure, values, has_aux=True)
+    commit(writes)
+    return outputs, lambda g: vjp(g)[0]
+
+
+def tensor_gradient(loss_fn, tensor, differentiable=False):
+    # JAX gradients are always differentiable.
+    pure, _, commit = _pure(loss_fn, [])
+    (loss, (aux, writes)), grad = jax.value_and_grad(lambda t: pure([], t), has_aux=True)(tensor)
+    commit(writes)
+    return loss, aux, grad
+
+
+def apply_gradients(optimizer, grads, variables):
+    variables = list(variables)
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer.apply(grads, variables)
+        return
+    # Its `apply` assigns variables inside `ops.cond` branches, which JAX cannot trace in a
+    # stateless scope; `stateless_apply` returns the new values instead.
+    new_values, new_state = optimizer.stateless_apply(
+        [v.value for v in optimizer.variables], grads, [v.value for v in variables]
+    )
+    for variable, value in zip(variables + optimizer.variables, new_values + new_state):
+        variable.assign(value)
+
+
+def train_step(model, round_fn, args):
+    groups = (model.trainable_variables, model.non_trainable_variables,
+              model.optimizer.variables, model.metrics_variables)
+    return _stateless(round_fn, args, groups)
+
+
+def test_step(model, batch_fn, args):
+    groups = (model.trainable_variables, model.non_trainable_variables, model.metrics_variables)
+    return _stateless(batch_fn, args, groups)
+
+
+def _stateless(fn, args, groups):
+    """Run `fn(data)` with every variable of `groups` mapped to the incoming `state`; return its
+    logs and the new state, read back from the scope."""
+    state, data = args
+    mapping = [(v, value) for vs, values in zip(groups, state) for v, value in zip(vs, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = fn(data)
+    new_state = tuple(
+        [_or(scope.get_current_value(v), value) for v, value in zip(vs, values)]
+        for vs, values in zip(groups, state)
+    )
+    return logs, new_state
+
+
+class _NestedScope(keras.StatelessScope):
+    """A scope inside another: reads fall through to the parent, writes are recorded."""
+
+    def __init__(self, parent, state_mapping):
+        super().__init__(state_mapping=state_mapping)
+        self.parent = parent
+        self.writes = {}
+
+    def add_update(self, update):
+        self.writes[id(update[0])] = update
+        super().add_update(update)
+
+    def get_current_value(self, variable):
+        value = super().get_current_value(variable)
+        if value is None and self.parent is not None:
+            value = self.parent.get_current_value(variable)
+        return value
+
+
+def _pure(fn, variables):
+    """Make `fn` a pure function of the values of `variables`.
+
+    Returns `(pure, values, commit)`. `pure(values, *args)` runs `fn(*args)`, which returns
+    `(out, aux)`, in a scope mapping `variables` to `values`, and returns `(out, (aux, writes))`;
+    `writes` are the new values of the other variables `fn` assigned (BatchNorm statistics, the
+    seed state), which `commit(writes)` assigns in the enclosing scope. Outside any scope (an
+    eager diagnostic) variables read their own values.
+    """
+    parent = get_stateless_scope()
+    differentiated = {id(v) for v in variables}
+    written = []
+
+    def pure(values, *args):
+        with _NestedScope(parent, zip(variables, values)) as scope:
+            out, aux = fn(*args)
+        writes = [u for k, u in scope.writes.items() if k not in differentiated]
+        written[:] = [variable for variable, _ in writes]
+        return out, (aux, [value for _, value in writes])
+
+    def commit(writes):
+        for variable, value in zip(written, writes):
+            variable.assign(value)
+
+    values = [_or(parent and parent.get_current_value(v), v.value) for v in variables]
+    return pure, values, commit
+
+
+def _or(value, default):
+    return default if value is None else value

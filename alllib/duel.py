@@ -88,7 +88,11 @@ class Duel(keras.Model):
         return [p for p in self.players if p.trains]
 
     def player(self, name):
-        return next(p for p in self.players if p.name == name)
+        for player in self.players:
+            if player.name == name:
+                return player
+        raise ValueError(f"No player is named {name!r}; the players are "
+                         f"{[p.name for p in self.players]}.")
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -174,7 +178,10 @@ class Duel(keras.Model):
             loss_scale_optimizers=[p.optimizer for p in moving if p.optimizer is not
                                    _inner(p.optimizer)],
         )
-        joint.build(self.trainable_variables)  # builds each player's optimizer; TF needs it now
+        # Builds each player's optimizer (TensorFlow needs it now). Keras's trainers expect every
+        # trainable variable to be mapped, so a frozen player's fall to the first optimizer,
+        # which holds state for them but never steps them.
+        joint.build(self.trainable_variables)
         return joint
 
     def get_compile_config(self):

@@ -11,6 +11,7 @@ method's training step time against the cross-entropy step, and draws the summar
 """
 
 import csv
+import io
 import json
 import logging
 import os
@@ -204,16 +205,30 @@ def _step_times(methods, x, y, num_classes, batch_size, steps, repeats):
     batch = np.arange(batch_size) % len(x)
     xs, ys = np.repeat(x[batch][None], steps, 0), np.repeat(y[batch][None], steps, 0)
     xs, ys = xs.reshape((-1,) + x.shape[1:]), ys.reshape(-1)
-    models, times = {}, {name: [] for name in methods}
+    sides = {}
     for name, method in methods.items():
-        models[name] = build(method, x.shape[1:], num_classes, seed=0)
-        _fit(models[name], xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes,
-             batch_size=batch_size, shuffle=False)
+        model = build(method, x.shape[1:], num_classes, seed=0)
+        _fit(model, xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes,
+             batch_size=batch_size, shuffle=False)  # warm-up: tracing and compilation
+        sides[name] = lambda model=model: _fit(model, xs, ys, num_classes,
+                                               batch_size=batch_size, shuffle=False)
+    seconds = interleaved_medians(sides, repeats, warm_up=False)
+    return {name: t / steps for name, t in seconds.items()}
+
+
+def interleaved_medians(sides, repeats, warm_up=True):
+    """The median seconds of each of `sides` (name -> function), timed in this process: each
+    run once first to warm up (unless `warm_up=False`), then `repeats` rounds of all sides in
+    turn, so that a noisy moment on a shared machine hits every side alike."""
+    if warm_up:
+        for run in sides.values():
+            run()
+    times = {name: [] for name in sides}
     for _ in range(repeats):
-        for name, model in models.items():
+        for name, run in sides.items():
             start = time.perf_counter()
-            _fit(model, xs, ys, num_classes, batch_size=batch_size, shuffle=False)
-            times[name].append((time.perf_counter() - start) / steps)
+            run()
+            times[name].append(time.perf_counter() - start)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
@@ -356,14 +371,11 @@ def _plot(summary, out, datasets, methods, seed, config):
 
 def _write_rows(out, rows):
     _write_json(os.path.join(out, "runs.json"), rows)
-    path = os.path.join(out, "runs.csv")
-    with open(path + ".tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=RUN_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write(os.path.join(out, "runs.csv"), table.getvalue())
 
 
 def _write_json(path, value):
@@ -371,7 +383,8 @@ def _write_json(path, value):
 
 
 def _atomic_write(path, text):
-    with open(path + ".tmp", "w") as f:
+    """Write `text` to `path` so that a killed run leaves the old file or the new one."""
+    with open(path + ".tmp", "w", newline="") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -5,9 +5,12 @@ The configuration is DCGAN-sized MNIST: 28x28x1 images, batch 256, latent 128, t
 both players, non-saturating loss. Three sides, timed in the same process, interleaved:
 
 - alllib:      `alllib.GAN.fit` on the current Keras backend (KERAS_BACKEND).
-- jax.jit:     the same round written by hand as one `jax.jit` function: the same Keras networks
-               through `stateless_call`, Adam written out, noise from `jax.random`. The ceiling.
-               Only with KERAS_BACKEND=jax.
+- by hand:     the ceiling on the same backend, the round written directly with the same Keras
+               networks, so that what alllib adds is separated from the backend's kernels:
+               with KERAS_BACKEND=jax one `jax.jit` function (networks through `stateless_call`,
+               Adam written out, noise from `jax.random`); with tensorflow one `tf.function`
+               (`tf.GradientTape`, two Keras Adams, compiled with XLA when alllib's step is);
+               with torch a plain eager loop (`torch.autograd`, `torch.optim.Adam`).
 - torch eager: the same networks in `torch.nn` and a plain eager loop: what a user would write
                instead. Needs torch installed.
 
@@ -30,12 +33,12 @@ import keras
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import alllib  # noqa: E402
 from alllib import nets  # noqa: E402
-from timing import interleaved_medians  # noqa: E402  (benchmarks/timing.py)
+from alllib.experiments import interleaved_medians  # noqa: E402
 
 SHAPE, BATCH, LATENT, LR, BETA_1 = (28, 28, 1), 256, 128, 2e-4, 0.5
 
 
-def alllib_side(steps, steps_per_execution, jit_compile):
+def alllib_side(steps, steps_per_execution, jit_compile, compiled=None):
     keras.utils.set_random_seed(0)
     gan = alllib.GAN(nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE), LATENT)
     gan.compile(
@@ -48,6 +51,79 @@ def alllib_side(steps, steps_per_execution, jit_compile):
 
     def run():
         gan.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+
+    run()  # builds the step, so that its jit_compile setting is known
+    if compiled is not None:
+        compiled.append(bool(gan.jit_compile))
+    return run
+
+
+def tensorflow_side(steps, jit_compile):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    generator, discriminator = nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE)
+    d_opt = keras.optimizers.Adam(LR, beta_1=BETA_1)
+    g_opt = keras.optimizers.Adam(LR, beta_1=BETA_1)
+    softplus = tf.math.softplus
+
+    @tf.function(jit_compile=jit_compile)
+    def step(real):
+        fake = generator(tf.random.normal((BATCH, LATENT)), training=True)
+        with tf.GradientTape() as tape:
+            r, f = discriminator(real, training=True), discriminator(fake, training=True)
+            d_loss = 0.5 * (tf.reduce_mean(softplus(-r)) + tf.reduce_mean(softplus(f)))
+        d_opt.apply(tape.gradient(d_loss, discriminator.trainable_variables),
+                    discriminator.trainable_variables)
+        with tf.GradientTape() as tape:
+            scores = discriminator(generator(tf.random.normal((BATCH, LATENT)), training=True),
+                                   training=True)
+            g_loss = tf.reduce_mean(softplus(-scores))
+        g_opt.apply(tape.gradient(g_loss, generator.trainable_variables),
+                    generator.trainable_variables)
+        return d_loss, g_loss
+
+    data = tf.constant(
+        np.random.default_rng(0).uniform(-1, 1, (steps, BATCH, *SHAPE)).astype("float32")
+    )
+
+    def run():
+        for i in range(steps):
+            losses = step(data[i])
+        [float(v) for v in losses]
+
+    return run
+
+
+def keras_torch_side(steps):
+    """The round by hand on the torch backend: the same Keras networks, `torch.autograd` and
+    `torch.optim.Adam`."""
+    import torch
+
+    keras.utils.set_random_seed(0)
+    generator, discriminator = nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    adam = lambda net: torch.optim.Adam(net.parameters(), LR, betas=(BETA_1, 0.999), eps=1e-7)
+    g_opt, d_opt = adam(generator), adam(discriminator)
+    softplus = torch.nn.functional.softplus
+    data = torch.rand(steps, BATCH, *SHAPE, device=device) * 2 - 1
+
+    def run():
+        for i in range(steps):
+            fake = generator(torch.randn(BATCH, LATENT, device=device), training=True).detach()
+            r, f = discriminator(data[i], training=True), discriminator(fake, training=True)
+            d_loss = 0.5 * (softplus(-r).mean() + softplus(f).mean())
+            d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            d_opt.step()
+            scores = discriminator(
+                generator(torch.randn(BATCH, LATENT, device=device), training=True), training=True)
+            g_loss = softplus(-scores).mean()
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()  # also fills the discriminator's grads; cleared before its step
+            g_opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     return run
 
@@ -170,9 +246,14 @@ def main():
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
 
     backend = keras.backend.backend()
-    sides = {f"alllib ({backend})": alllib_side(args.steps, args.steps_per_execution, jit)}
+    xla = []
+    sides = {f"alllib ({backend})": alllib_side(args.steps, args.steps_per_execution, jit, xla)}
     if backend == "jax":
         sides["jax.jit by hand"] = jax_side(args.steps)
+    elif backend == "tensorflow":
+        sides["tf.function by hand"] = tensorflow_side(args.steps, xla[0])
+    else:
+        sides["torch loop by hand"] = keras_torch_side(args.steps)
     try:
         sides["torch eager"] = torch_side(args.steps)
     except ImportError:
@@ -182,9 +263,10 @@ def main():
     rate = {name: args.steps / t for name, t in seconds.items()}
     ours = rate[f"alllib ({backend})"]
     print(f"\nbackend {backend}, batch {BATCH}, {args.steps} steps x {args.repeats} repeats, "
-          f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit}")
+          f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit} "
+          f"(alllib's step compiled with XLA: {xla[0]})")
     for name, r in rate.items():
-        print(f"  {name:<18} {r:8.2f} steps/s   alllib / this = {ours / r:5.2f}x")
+        print(f"  {name:<20} {r:8.2f} steps/s   alllib / this = {ours / r:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -207,6 +207,8 @@ DIVERGENCES = [
 
 
 def fit_poisoned(model, n=None, **kwargs):
+    """Two epochs; by default under a guard that checks every step, to name the round."""
+    kwargs.setdefault("callbacks", [alllib.callbacks.DivergenceGuard(every=1)])
     if isinstance(model, alllib.GAN):
         return model.fit(ring[:n], batch_size=64, epochs=2, verbose=0, **kwargs)
     return model.fit(x, y, batch_size=24, epochs=2, verbose=0, **kwargs)
@@ -243,9 +245,19 @@ def test_divergence_inside_chunks_of_steps_names_the_chunk():
     # end the NaN has reached the discriminator too.
     model = poisoned_gan(generator=(2 * 8, "output"))
     model.compile(d_optimizer="adam", g_optimizer="adam", steps_per_execution=2)
-    message = divergence_message(model, n=320, callbacks=[alllib.callbacks.DivergenceGuard()])
+    message = divergence_message(model, n=320)
     assert "at epoch 2, steps 3-4 (rounds 8-9 of its training): the " in message
     assert "would narrow it to one round" in message
+
+
+def test_the_default_guard_checks_every_hundred_steps_and_at_each_epoch_end():
+    """`fit`'s own guard, off the main thread: it names the steps since its last clean check."""
+    model = poisoned_gan(generator=(2 * 8 + 6, "output"))  # round 11: epoch 2, step 3
+    message = divergence_message(model, callbacks=[])
+    assert "at epoch 2, steps 1-8 (rounds 9-16 of its training): the discriminator's" in message
+    assert "the generator's" in message and "would narrow it to one round" in message
+    assert alllib.callbacks.DivergenceGuard().async_safe
+    assert not alllib.callbacks.DivergenceGuard(every=1).async_safe
 
 
 def test_a_guard_that_checks_every_third_call_names_the_steps_since_its_last_check():

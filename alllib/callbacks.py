@@ -2,7 +2,6 @@
 
 import math
 import os
-import threading
 import time
 import warnings
 
@@ -281,55 +280,52 @@ class DiscriminatorGap(keras.callbacks.Callback):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stop training at the first non-finite loss or gradient norm, naming the player and steps.
+    """Stop training when a loss or gradient norm went NaN or infinite, naming players and steps.
 
-    The check itself runs in the graph: Keras logs running means over the epoch, and a mean stays
-    non-finite once one value was. The guard reads those means after every `every`-th step and at
-    each epoch's end, and names the steps since its last clean check; `every=1` (with
+    The check runs in the graph: Keras logs running means over the epoch, and a mean stays
+    non-finite once one value was. The guard reads those means before every `every`-th step and
+    at each epoch's end, and names the steps since its last clean check; `every=1` (with
     `steps_per_execution=1`) pinpoints the round. A NaN reaches the other players within a
     round (a discriminator reads the generator's samples, the generator the discriminator it has
     just updated), so when several players went non-finite in the same round the message names
     them all, the first to move (the likely origin) first. `Duel.fit` adds one unless given its
     own. Raises `FloatingPointError`.
 
-    Reading a value waits for the device. With `every > 1` the guard lets Keras run it in a
-    worker thread (`async_safe`), so JAX keeps dispatching steps meanwhile; the default, every
-    100 steps, costs under 5% on every backend (`benchmarks/divergence_guard.py`).
+    Reading a value waits for the device, and on JAX it copies the training state back into the
+    model, so the default reads rarely: every 100 steps, which costs a few percent at most on a
+    tiny model (`benchmarks/divergence_guard.py`). The guard has no per-batch-end hook, so Keras
+    keeps dispatching steps asynchronously.
     """
 
     def __init__(self, every=100):
         super().__init__()
         self.every = checks.integer("every", every, 1)
-        self.async_safe = self.every > 1  # checks may then run out of order: hence the lock
-        self._lock = threading.Lock()
 
     def on_epoch_begin(self, epoch, logs=None):
         # Read here rather than at the start of fit: BackupAndRestore may restore it in between.
-        # On the main thread: on JAX, reading `self.model` syncs the training state.
-        model = self.model
-        self._start = int(ops.convert_to_numpy(model.optimizer.iterations))
+        self._start = int(ops.convert_to_numpy(self.model.optimizer.iterations))
         self._epoch, self._clean = epoch, 0
-        self._chunk = model.steps_per_execution or 1
-        self._players = [(p.name, p.prefix) for p in model.moving_players]
 
-    def on_train_batch_end(self, batch, logs=None):
-        # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
-        steps = (self.params or {}).get("steps")
-        done = min(batch + 1, steps or batch + 1)
-        if done != steps and done // self.every == (done - self._chunk) // self.every:
-            return  # no multiple of `every` in this call's steps
-        values = {(name, quantity): float(logs[f"{prefix}_{suffix}"])
-                  for name, prefix in self._players
-                  for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm"))}
-        with self._lock:
-            found = {}
-            for (player, quantity), value in values.items():
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch // self.every > self._clean // self.every:  # a multiple of `every` since
+            model = self.model
+            names = {f"{p.prefix}_{s}" for p in model.moving_players for s in ("loss", "grad_norm")}
+            self._check(batch, {m.name: m.result() for m in model.metrics if m.name in names})
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check((self.params or {}).get("steps") or self._clean + 1, logs or {})
+
+    def _check(self, done, logs):
+        """Raise if the means after `done` steps of this epoch are not all finite."""
+        found = {}
+        for player in self.model.moving_players:
+            for suffix, quantity in (("loss", "loss"), ("grad_norm", "gradient norm")):
+                value = float(logs[f"{player.prefix}_{suffix}"])
                 if not math.isfinite(value):
-                    found.setdefault(player, []).append(f"{quantity} is {value}")
-            if not found:
-                self._clean = max(self._clean, done)
-                return
+                    found.setdefault(player.name, []).append(f"{quantity} is {value}")
+        if found:
             self._raise(found, self._clean, done)
+        self._clean = done
 
     def _raise(self, found, clean, done):
         if done - clean == 1:

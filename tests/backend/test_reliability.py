@@ -251,13 +251,11 @@ def test_divergence_inside_chunks_of_steps_names_the_chunk():
 
 
 def test_the_default_guard_checks_every_hundred_steps_and_at_each_epoch_end():
-    """`fit`'s own guard, off the main thread: it names the steps since its last clean check."""
+    """`fit`'s own guard names the steps since its last clean check."""
     model = poisoned_gan(generator=(2 * 8 + 6, "output"))  # round 11: epoch 2, step 3
     message = divergence_message(model, callbacks=[])
     assert "at epoch 2, steps 1-8 (rounds 9-16 of its training): the discriminator's" in message
     assert "the generator's" in message and "would narrow it to one round" in message
-    assert alllib.callbacks.DivergenceGuard().async_safe
-    assert not alllib.callbacks.DivergenceGuard(every=1).async_safe
 
 
 def test_a_guard_that_checks_every_third_call_names_the_steps_since_its_last_check():

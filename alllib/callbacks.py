@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from alllib import checks, metrics, plots
+from alllib import checks, metrics
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -53,6 +53,8 @@ class SampleGrid(keras.callbacks.Callback):
     def _save_png(samples, path):
         import matplotlib.pyplot as plt
 
+        from alllib import plots  # course tooling, imported only when a grid is drawn
+
         fig, ax = plt.subplots(figsize=(4, 4))
         plots.show_samples(samples, ax=ax)
         fig.savefig(path, dpi=80)
@@ -60,6 +62,8 @@ class SampleGrid(keras.callbacks.Callback):
 
     def _write_tensorboard(self, samples, step):
         import tensorflow as tf
+
+        from alllib import plots
 
         if samples.ndim == 2:  # points: log the rendered scatter plot
             import io

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from alllib import backend, checks, losses
+from alllib.callbacks import DivergenceGuard
 
 _SEED_STATE = "seed_generator_state"  # the key of the noise stream's state in saved files
 
@@ -281,8 +282,6 @@ class Duel(keras.Model):
         """`keras.Model.fit` after checking the data eagerly (`check_fit_data`), plus a
         `callbacks.DivergenceGuard`, unless `callbacks` has one already or a
         `keras.callbacks.TerminateOnNaN` (which stops quietly instead)."""
-        from alllib.callbacks import DivergenceGuard  # callbacks import the models' modules
-
         if not self.compiled:
             arguments = ", ".join(f"{p.prefix}_optimizer=..." for p in self.moving_players)
             raise ValueError(

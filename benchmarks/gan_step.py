@@ -10,7 +10,9 @@ both players, non-saturating loss. Three sides, timed in the same process, inter
                with KERAS_BACKEND=jax one `jax.jit` function (networks through `stateless_call`,
                Adam written out, noise from `jax.random`); with tensorflow one `tf.function`
                (`tf.GradientTape`, two Keras Adams, compiled with XLA when alllib's step is);
-               with torch a plain eager loop (`torch.autograd`, `torch.optim.Adam`).
+               with torch a plain eager loop (`torch.autograd`, `torch.optim.Adam`). On
+               TensorFlow also the round as a plain `keras.Model.train_step` run by the same
+               `fit` (the keras-io pattern), which separates Keras's loop from alllib's work.
 - torch eager: the same networks in `torch.nn` and a plain eager loop: what a user would write
                instead. Needs torch installed.
 
@@ -91,6 +93,47 @@ def tensorflow_side(steps, jit_compile):
         for i in range(steps):
             losses = step(data[i])
         [float(v) for v in losses]
+
+    return run
+
+
+def keras_fit_side(steps):
+    """The round by hand as a plain `keras.Model.train_step` (tf.GradientTape, two Keras Adams,
+    the keras-io pattern), run by the same `fit`: what Keras's own loop costs, without alllib."""
+    import tensorflow as tf
+
+    softplus = tf.math.softplus
+
+    class HandGAN(keras.Model):
+        def __init__(self, generator, discriminator):
+            super().__init__()
+            self.generator, self.discriminator = generator, discriminator
+
+        def compile(self):
+            super().compile()
+            self.d_opt = keras.optimizers.Adam(LR, beta_1=BETA_1)
+            self.g_opt = keras.optimizers.Adam(LR, beta_1=BETA_1)
+
+        def train_step(self, real):
+            g, d = self.generator, self.discriminator
+            fake = g(tf.random.normal((BATCH, LATENT)), training=True)
+            with tf.GradientTape() as tape:
+                r, f = d(real, training=True), d(fake, training=True)
+                d_loss = 0.5 * (tf.reduce_mean(softplus(-r)) + tf.reduce_mean(softplus(f)))
+            self.d_opt.apply(tape.gradient(d_loss, d.trainable_variables), d.trainable_variables)
+            with tf.GradientTape() as tape:
+                scores = d(g(tf.random.normal((BATCH, LATENT)), training=True), training=True)
+                g_loss = tf.reduce_mean(softplus(-scores))
+            self.g_opt.apply(tape.gradient(g_loss, g.trainable_variables), g.trainable_variables)
+            return {"d_loss": d_loss, "g_loss": g_loss}
+
+    keras.utils.set_random_seed(0)
+    model = HandGAN(nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE))
+    model.compile()
+    x = np.random.default_rng(0).uniform(-1, 1, (steps * BATCH, *SHAPE)).astype("float32")
+
+    def run():
+        model.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
 
     return run
 
@@ -251,6 +294,7 @@ def main():
     if backend == "jax":
         sides["jax.jit by hand"] = jax_side(args.steps)
     elif backend == "tensorflow":
+        sides["train_step by hand"] = keras_fit_side(args.steps)
         sides["tf.function by hand"] = tensorflow_side(args.steps, xla[0])
     else:
         sides["torch loop by hand"] = keras_torch_side(args.steps)

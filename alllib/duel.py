@@ -64,8 +64,8 @@ class Duel(keras.Model):
 
     def __init__(self, players, logs=(), seed=None, **kwargs):
         super().__init__(**kwargs)
-        names = [p.name for p in players] + [p.prefix for p in players]
-        if len(set(names)) != len(names):
+        labels = [p.name for p in players] + [p.prefix for p in players]
+        if len(set(labels)) != len(labels):
             raise ValueError(f"Players need distinct names and prefixes; received {players}.")
         self.players = tuple(players)
         for player in self.players:
@@ -359,7 +359,8 @@ def _unscaled(optimizer, grads):
         return grads
     finite = optimizer.check_finite(grads)
     scale = optimizer.dynamic_scale
-    return [ops.where(finite, g / ops.cast(scale, g.dtype), 0.0) for g in grads]
+    return [g if g is None else ops.where(finite, g / ops.cast(scale, g.dtype), 0.0)
+            for g in grads]
 
 
 def _deserialized(value):

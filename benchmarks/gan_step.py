@@ -40,7 +40,8 @@ from alllib.experiments import interleaved_medians  # noqa: E402
 SHAPE, BATCH, LATENT, LR, BETA_1 = (28, 28, 1), 256, 128, 2e-4, 0.5
 
 
-def alllib_side(steps, steps_per_execution, jit_compile, compiled=None):
+def alllib_side(steps, steps_per_execution, jit_compile):
+    """The `fit` to time, and whether its step compiled with XLA (known once it has run)."""
     keras.utils.set_random_seed(0)
     gan = alllib.GAN(nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE), LATENT)
     gan.compile(
@@ -54,10 +55,8 @@ def alllib_side(steps, steps_per_execution, jit_compile, compiled=None):
     def run():
         gan.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
 
-    run()  # builds the step, so that its jit_compile setting is known
-    if compiled is not None:
-        compiled.append(bool(gan.jit_compile))
-    return run
+    run()  # builds the step, so that its jit_compile setting is resolved
+    return run, bool(gan.jit_compile)
 
 
 def tensorflow_side(steps, jit_compile):
@@ -92,7 +91,7 @@ def tensorflow_side(steps, jit_compile):
     def run():
         for i in range(steps):
             losses = step(data[i])
-        [float(v) for v in losses]
+        float(losses[0])  # waits for the last step
 
     return run
 
@@ -289,13 +288,13 @@ def main():
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
 
     backend = keras.backend.backend()
-    xla = []
-    sides = {f"alllib ({backend})": alllib_side(args.steps, args.steps_per_execution, jit, xla)}
+    run, xla = alllib_side(args.steps, args.steps_per_execution, jit)
+    sides = {f"alllib ({backend})": run}
     if backend == "jax":
         sides["jax.jit by hand"] = jax_side(args.steps)
     elif backend == "tensorflow":
         sides["train_step by hand"] = keras_fit_side(args.steps)
-        sides["tf.function by hand"] = tensorflow_side(args.steps, xla[0])
+        sides["tf.function by hand"] = tensorflow_side(args.steps, xla)
     else:
         sides["torch loop by hand"] = keras_torch_side(args.steps)
     try:
@@ -308,7 +307,7 @@ def main():
     ours = rate[f"alllib ({backend})"]
     print(f"\nbackend {backend}, batch {BATCH}, {args.steps} steps x {args.repeats} repeats, "
           f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit} "
-          f"(alllib's step compiled with XLA: {xla[0]})")
+          f"(alllib's step compiled with XLA: {xla})")
     for name, r in rate.items():
         print(f"  {name:<20} {r:8.2f} steps/s   alllib / this = {ours / r:5.2f}x")
 

@@ -2,7 +2,8 @@
 
 A configuration is a plain dict of settings (the loss, a penalty, spectral norm, minibatch
 standard deviation, discriminator steps, label smoothing, instance noise, each player's learning
-rate), so an ablation is a dict of dicts, like `experiments.METHODS`. Every run shares the same
+rate) that overrides some of `GAN_DEFAULTS` (`experiments.configure`), so an ablation is a dict
+of dicts, like `experiments.METHODS`. Every run shares the same
 MLP players, data, batch size, number of generator steps and cosine learning-rate schedule, and
 differs only in its configuration and seed.
 """
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 
 from alllib import backend, checks, data, metrics, nets
+from alllib.experiments import configure
 from alllib.gan import GAN
 
 # The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
@@ -51,13 +53,8 @@ def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1):
     generator steps: both learning rates decay along a cosine to 2% of their start over the run
     (the discriminator's over its `steps * d_steps` updates), and instance noise (if any)
     anneals to zero over the first 60% of the steps."""
-    if not isinstance(config, dict):
-        raise TypeError(f"`config` must be a dict of settings; received {config!r}.")
+    s = configure(config, GAN_DEFAULTS, "a GAN")
     steps = checks.integer("steps", steps, 1)
-    unknown = set(config) - set(GAN_DEFAULTS)
-    if unknown:
-        raise ValueError(f"Unknown settings {sorted(unknown)}; expected {sorted(GAN_DEFAULTS)}.")
-    s = {**GAN_DEFAULTS, **config}
     s["d_steps"] = checks.integer("d_steps", s["d_steps"], 1)  # before it sizes a schedule
     keras.utils.set_random_seed(seed)
     gan = GAN(

@@ -30,6 +30,11 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
 
 def labels(name, y, num_classes):
     """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array."""
+    if y is None:  # `fit_arrays` names a dataset's labels "the labels in ..."
+        missing = ("the dataset must yield (samples, labels)" if name.startswith("the labels")
+                   else f"{name} is missing")
+        raise ValueError(f"{missing}: this model trains on integer class labels in "
+                         f"[0, {num_classes}).")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -49,9 +54,8 @@ def labels(name, y, num_classes):
 
 
 def label_batch(labels):
-    """A batch of integer labels inside a train step, as a flat int32 tensor. Arrays are checked
-    in full before `fit` (`labels`); data from a generator only gets this shape check, which
-    fails while tracing, with a message."""
+    """A train step's batch of integer labels as a flat int32 tensor. Arrays are checked whole
+    before `fit` (`labels`); a generator's batches get only this check, while tracing."""
     shape = tuple(labels.shape)
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
         raise ValueError(
@@ -61,9 +65,37 @@ def label_batch(labels):
     return keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
 
 
+def fit_arrays(x, y, validation_data=None, inputs="inputs"):
+    """The data `fit` will use, as NumPy `(x, y, x_name, y_name)` to check before tracing (`y`
+    may be None): arrays whole, a `tf.data.Dataset` by its first batch ("the {inputs} in `x`");
+    nothing for a generator or `PyDataset`, whose batches are checked while tracing."""
+    sets = [(x, y, "`x`", "`y`")]
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+        sets.append((*validation_data[:2], "`validation_data[0]`", "`validation_data[1]`"))
+    found = []
+    for xs, ys, x_name, y_name in sets:
+        batch = first_batch(xs)
+        if batch is not None:
+            found.append((*batch, f"the {inputs} in {x_name}", f"the labels in {x_name}"))
+        elif hasattr(xs, "shape"):
+            found.append((np.asarray(xs), None if ys is None else np.asarray(ys), x_name, y_name))
+    return found
+
+
+def no_weights(model, kwargs, validation_data=None):
+    weights = dict(kwargs)
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:
+        weights["validation_data[2]"] = validation_data[2]
+    for name in ("sample_weight", "class_weight", "validation_data[2]"):
+        if weights.get(name) is not None:
+            raise ValueError(
+                f"`{name}` is not supported by {model}: both players weight every example "
+                "equally."
+            )
+
+
 def first_batch(dataset):
-    """`(x, y)` of a `tf.data.Dataset`'s first batch as NumPy arrays (`y` may be None), or
-    None if `dataset` is not one (arrays are checked whole; generators are not peeked at)."""
+    """`(x, y)` of a `tf.data.Dataset`'s first batch as NumPy arrays (`y` may be None), or None."""
     if not (hasattr(dataset, "take") and hasattr(dataset, "element_spec")):
         return None
     for batch in dataset.take(1):
@@ -73,7 +105,6 @@ def first_batch(dataset):
 
 
 def finite(name, array):
-    """Refuse NaN or infinite values in a floating-point array."""
     array = np.asarray(array)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         bad = int(np.sum(~np.isfinite(array)))
@@ -81,8 +112,7 @@ def finite(name, array):
 
 
 def called(name, fn, inputs):
-    """`fn()`, a first call of the network `name` on `inputs` (described in words); a failure
-    becomes a ValueError that says which network could not take which inputs."""
+    """`fn()`, network `name`'s first call; a failure names it and `inputs` (described in words)."""
     try:
         return fn()
     except Exception as error:
@@ -90,7 +120,6 @@ def called(name, fn, inputs):
 
 
 def one_score_each(scores, batch, inputs, score="one score"):
-    """Refuse a discriminator's output that is not one score per example, `(batch, 1)`."""
     if tuple(scores.shape) != (batch, 1):
         raise ValueError(
             f"`discriminator` must return {score} per example, shape (batch, 1); on {inputs} it "

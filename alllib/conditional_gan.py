@@ -49,27 +49,13 @@ class ConditionalGAN(GAN):
             raise ValueError("ConditionalGAN.fit needs class labels: call fit(x, y).")
         return checks.label_batch(labels)
 
-    def check_fit_data(self, x, y, validation_data, kwargs):
+    def check_data(self, x, y, x_name, y_name):
         """`x` as for `GAN`, and integer labels `y` in [0, num_classes), one per sample."""
-        super().check_fit_data(x, y, validation_data, kwargs)
-        batch = checks.first_batch(x)
-        if batch:
-            x, y = batch
-            name = "the labels in `x`"
-        else:
-            name = "`y`"
-        if y is None:
-            if batch or hasattr(x, "shape"):
-                missing = "the dataset must yield (samples, labels)" if batch else "`y` is missing"
-                raise ValueError(
-                    f"{missing}: a ConditionalGAN trains on samples with integer labels in "
-                    f"[0, {self.num_classes})."
-                )
-            return  # a generator or PyDataset: checked while tracing
-        y = checks.labels(name, y, self.num_classes)
-        if hasattr(x, "shape") and len(x) != len(y):
+        super().check_data(x, y, x_name, y_name)
+        y = checks.labels(y_name, y, self.num_classes)
+        if len(x) != len(y):
             raise ValueError(
-                f"`x` and {name} must have the same length; received {len(x)} and {len(y)}."
+                f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."
             )
 
     def generate(self, n, labels=None, seed=None, noise=None, averaged=True):

@@ -1,19 +1,8 @@
 """`Duel`: what every adversarial model in alllib shares. The players are data; a round is a method.
-
-A duel is an ordered list of `Player`s and one method, `play_round(data)`, that makes their
-moves: each `self.move(name, objective)` steps that player's optimizer on its objective and
-touches no other player's weights. Everything else is here: one optimizer per player (compiled
-and saved), the logs, the noise stream, saving, and the check of `fit`'s data. A new model
-writes its constructor and its round; `GAN`, `AdversarialLabelLearner` and the README's
-three-player example are built this way.
-
-Keras's `fit` threads only `model.optimizer` through its training state (on JAX nothing else is
-carried from step to step), so the players' optimizers are wrapped in one
-`keras.optimizers.MultiOptimizer` that becomes the compiled optimizer, while each move calls
-its player's own optimizer. Under the `"mixed_float16"` policy each player's optimizer is a
-`keras.optimizers.LossScaleOptimizer` with its own dynamic loss scale: the players' losses and
-gradients differ in size.
-"""
+A subclass (`GAN`, `AdversarialLabelLearner`, the README's three-player game) is a constructor and
+a `play_round`. Keras's `fit` carries only `model.optimizer` between steps (on JAX, nothing else),
+so the players' optimizers join in one compiled `MultiOptimizer`; each move steps its player's own.
+Under `"mixed_float16"` each has its own dynamic loss scale: their gradients differ in size."""
 
 import threading
 
@@ -22,20 +11,20 @@ from keras import ops
 
 from alllib import backend, checks, losses
 from alllib.callbacks import DivergenceGuard
+from alllib.metrics import global_norm
 
-_SEED_STATE = "seed_generator_state"  # the key of the noise stream's state in saved files
+_RANDOM_STATE = "random_state_"  # saved files: the random streams' states, in order
+_OLD_SEED_STATE = "seed_generator_state"  # the model's own stream, in files from before
 
 
 class Player:
     """One network in a duel.
 
     Args:
-        name: the player's name; the model keeps its network as the attribute of that name.
-        network: a `keras.Model`.
-        prefix: names its logs (`{prefix}_loss`, `{prefix}_grad_norm`), its compile argument
-            (`{prefix}_optimizer`) and the model's attribute holding that optimizer.
-        trains: False for a frozen player (a teacher): it never moves and needs no optimizer.
-    """
+        name: the player's name, and the model's attribute holding `network` (a `keras.Model`).
+        prefix: names its logs (`{prefix}_loss`, `{prefix}_grad_norm`) and its optimizer (the
+            compile argument and model attribute `{prefix}_optimizer`).
+        trains: False for a frozen player (a teacher): it never moves and needs no optimizer."""
 
     def __init__(self, name, network, prefix, trains=True):
         if not isinstance(network, keras.Model):
@@ -48,19 +37,14 @@ class Player:
 
 
 class Duel(keras.Model):
-    """The base class: players in the order they move, and a round that moves them.
-
-    A subclass passes its players (and any logs of its own besides each moving player's loss and
-    gradient norm) to `__init__`, and implements `play_round(data) -> {name: value}` with
-    `self.move`. Its `compile` takes one `{prefix}_optimizer` per moving player and the game's
-    settings. The model also logs `loss`, the players' losses added up: no one minimises it, but
-    it is finite exactly when all are, and Keras callbacks that read `loss` need it.
+    """Players, and a round that moves them: a subclass implements `play_round(data) -> logs`
+    with `self.move`. The model logs each moving player's loss and gradient norm, and `loss`,
+    their sum: no one minimises it, but it is finite exactly when all are, and callbacks read it.
 
     Args:
         players: the `Player`s, in the order they move in a round.
         logs: names of the round's other logs, in the order they are shown.
-        seed: seed of `self.seed_generator`, the model's noise stream (saved with the model).
-    """
+        seed: seed of `self.seed_generator`, the model's noise stream (saved with the model)."""
 
     def __init__(self, players, logs=(), seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -75,8 +59,7 @@ class Duel(keras.Model):
         moving = [p.prefix for p in self.players if p.trains]
         names = ["loss", *(f"{p}_loss" for p in moving), *logs, *(f"{p}_grad_norm" for p in moving)]
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        # Each round's moves, per thread: a tf.distribute strategy runs each replica's round in
-        # a thread of its own.
+        # Per thread: a tf.distribute strategy runs each replica's round in a thread of its own.
         self._this_round = threading.local()
         self.built = True
 
@@ -95,25 +78,19 @@ class Duel(keras.Model):
         raise ValueError(f"No player is named {name!r}; the players are "
                          f"{[p.name for p in self.players]}.")
 
-    # -- compile --------------------------------------------------------------------------------
-
     def compile(self, loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1,
                 label_smoothing=0.0, auto_scale_loss=True, **kwargs):
         """Configure training: one optimizer per moving player, and the game.
 
         Args:
-            {prefix}_optimizer: each moving player's optimizer (an instance or a name); each
-                player needs its own.
-            loss: the adversarial loss, a name in `alllib.losses.LOSSES` or an
-                `alllib.losses.AdversarialLoss` of your own.
-            penalty: None, `"r1"`, `"gradient_penalty"`, or a callable
-                `penalty(score_fn, real, fake, seed) -> scalar`, added to the discriminator's
-                loss with weight `penalty_weight`.
+            {prefix}_optimizer: each moving player's own optimizer (an instance or a name).
+            loss: a name in `alllib.losses.LOSSES`, or an `alllib.losses.AdversarialLoss`.
+            penalty: None, `"r1"`, `"gradient_penalty"` or a callable `penalty(score_fn, real,
+                fake, seed) -> scalar`, added to the discriminator's loss times `penalty_weight`.
             d_steps: discriminator updates per round.
             label_smoothing: one-sided smoothing of the real targets (logistic losses only).
             auto_scale_loss: under `"mixed_float16"`, give each player a `LossScaleOptimizer`.
-            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`, `jit_compile`...).
-        """
+            **kwargs: passed to `keras.Model.compile` (`steps_per_execution`, `jit_compile`...)."""
         optimizers = {p.prefix: kwargs.pop(f"{p.prefix}_optimizer", None)
                       for p in self.moving_players}
         self.loss_name, self.loss_fn = loss, losses.get(loss)  # as given, and resolved
@@ -162,7 +139,6 @@ class Duel(keras.Model):
             setattr(self, f"{player.prefix}_optimizer", optimizer)
 
     def _joint_optimizer(self):
-        """The compiled optimizer: one `MultiOptimizer` mapping every variable to its player's."""
         moving = self.moving_players
         paths = [v.path for p in moving for v in p.network.trainable_variables]
         if len(set(paths)) != len(paths):
@@ -170,8 +146,7 @@ class Duel(keras.Model):
                 f"The players share variable paths ({[p.network.name for p in moving]}); give "
                 "the networks distinct names."
             )
-        # The first player's optimizer is the default and every other variable is mapped
-        # explicitly by path: no lambda, so the result serializes.
+        # The first player's optimizer is the default; the rest map by path (no lambda: serializes).
         mapping = {v.path: _inner(p.optimizer)
                    for p in moving[1:] for v in p.network.trainable_variables}
         joint = PlayerOptimizers(
@@ -179,9 +154,7 @@ class Duel(keras.Model):
             loss_scale_optimizers=[p.optimizer for p in moving if p.optimizer is not
                                    _inner(p.optimizer)],
         )
-        # Builds each player's optimizer (TensorFlow needs it now). Keras's trainers expect every
-        # trainable variable to be mapped, so a frozen player's fall to the first optimizer,
-        # which holds state for them but never steps them.
+        # Builds them now, as TensorFlow needs; Keras wants even a frozen player's variables mapped.
         joint.build(self.trainable_variables)
         return joint
 
@@ -194,21 +167,14 @@ class Duel(keras.Model):
     def compile_from_config(self, config):
         self.compile(**keras.saving.deserialize_keras_object(config))
 
-    # -- one round ------------------------------------------------------------------------------
-
     def play_round(self, data):
         """Make every moving player's moves for one batch; return the round's other logs."""
         raise NotImplementedError(f"{type(self).__name__} must implement play_round(data).")
 
     def move(self, name, objective, through=None):
-        """One optimizer step of player `name` on `objective`; returns the objective's `aux`.
-
-        `objective()` returns `(loss, aux)` and may call any network: only this player's
-        weights move. With `through=self.shared_pass(name, fn)`, `objective(outputs)` is a function
-        of that shared forward pass's outputs instead, and the gradient is pulled back through
-        the pass. The player's loss and gradient norm are logged (a player moving several times
-        in a round logs its last move).
-        """
+        """Step player `name` on `objective() -> (loss, aux)`, which may call any network; returns
+        `aux`, logs the loss and gradient norm (a round logs a player's last move). With `through`
+        (from `shared_pass`), `objective(outputs)` is pulled back through that shared pass."""
         player = self.player(name)
         optimizer, variables = player.optimizer, player.network.trainable_variables
 
@@ -230,9 +196,8 @@ class Duel(keras.Model):
         return aux
 
     def shared_pass(self, name, fn):
-        """Run `fn()` (a pass of player `name`'s network) once, for two players: returns
-        `(outputs, pass_)`; others use `outputs` as constants, and `move(name, ...,
-        through=pass_)` later differentiates through the same pass."""
+        """Run `fn()`, a pass of `name`'s network, once for two: returns `(outputs, pass_)`;
+        others use `outputs` as constants; `move(name, ..., through=pass_)` differentiates it."""
         outputs, pullback = backend.forward(fn, self.player(name).network.trainable_variables)
         outputs = ops.stop_gradient(outputs)
         return outputs, (outputs, pullback)
@@ -258,10 +223,7 @@ class Duel(keras.Model):
             self._trackers[name].update_state(value)
         return {name: t.result() for name, t in self._trackers.items() if name in logs}
 
-    # -- shared parts of a discriminator's objective ------------------------------------------
-
     def discriminator_loss(self, real_scores, fake_scores):
-        """The compiled loss of a discriminator's scores on real and on fake examples."""
         return losses.discriminator_loss(
             self.loss_fn, real_scores, fake_scores, self.label_smoothing
         )
@@ -275,20 +237,19 @@ class Duel(keras.Model):
             lambda points: score_fn(points, training=False), real, fake, seed=self.seed_generator
         )
 
-    # -- fit, and saving ------------------------------------------------------------------------
-
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, **kwargs):
-        """`keras.Model.fit` after checking the data eagerly (`check_fit_data`), plus a
-        `callbacks.DivergenceGuard`, unless `callbacks` has one already or a
-        `keras.callbacks.TerminateOnNaN` (which stops quietly instead)."""
+        """`keras.Model.fit` after checking the data eagerly (`check_data`), plus a
+        `DivergenceGuard` unless `callbacks` has one or a `TerminateOnNaN` (which stops quietly)."""
         if not self.compiled:
             arguments = ", ".join(f"{p.prefix}_optimizer=..." for p in self.moving_players)
             raise ValueError(
                 f"{type(self).__name__}.fit() was called before compile(); call "
                 f"compile({arguments}) first."
             )
-        self.check_fit_data(x, y, validation_data, kwargs)
+        checks.no_weights(type(self).__name__, kwargs, validation_data)
+        for arrays in checks.fit_arrays(x, y, validation_data, self.inputs_name):
+            self.check_data(*arrays)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, (DivergenceGuard, keras.callbacks.TerminateOnNaN))
                    for c in callbacks):
@@ -298,13 +259,14 @@ class Duel(keras.Model):
             validation_split=validation_split, validation_data=validation_data, **kwargs,
         )
 
-    def check_fit_data(self, x, y, validation_data, kwargs):
-        """Raise a clear error for data `fit` cannot use, before any traced code runs; `kwargs`
-        are `fit`'s other keyword arguments. Nothing by default."""
+    inputs_name = "inputs"  # what the examples are called in `check_data`'s messages
+
+    def check_data(self, x, y, x_name, y_name):
+        """Raise a clear error for data `fit` cannot use, before anything is traced: NumPy `x`
+        and `y` (or None), named `x_name` and `y_name` (`checks.fit_arrays`). Nothing here."""
 
     def get_config(self):
-        """The base config, the seed, and each player's network under the player's name (the
-        constructor's argument of that name, unless a subclass says otherwise)."""
+        """The base config, the seed, and each network under its player's name (for `__init__`)."""
         return {**super().get_config(), "seed": self.seed, **{
             p.name: keras.saving.serialize_keras_object(p.network) for p in self.players}}
 
@@ -312,24 +274,32 @@ class Duel(keras.Model):
     def from_config(cls, config):
         return cls(**{key: _deserialized(value) for key, value in config.items()})
 
+    def random_states(self):
+        """The state of every random stream in the model that Keras does not save with the
+        weights: the model's own noise, and each layer's (a Dropout layer's masks)."""
+        saved = {id(v) for v in self.weights}
+        return [v for v in self.variables if id(v) not in saved]
+
     def save_own_variables(self, store):
-        # Keras saves a layer's variables but not its SeedGenerator's state; without it a
-        # reloaded model would draw its noise from the start of the stream again.
+        # Else a reloaded model would draw other noise and dropout masks than an uninterrupted run.
         super().save_own_variables(store)
-        store[_SEED_STATE] = self.seed_generator.state
+        for i, state in enumerate(self.random_states()):
+            store[f"{_RANDOM_STATE}{i}"] = state
 
     def load_own_variables(self, store):
-        self.seed_generator.state.assign(store[_SEED_STATE])
-        super().load_own_variables({k: store[k] for k in store.keys() if k != _SEED_STATE})
+        for i, state in enumerate(self.random_states()):
+            if f"{_RANDOM_STATE}{i}" in store:
+                state.assign(store[f"{_RANDOM_STATE}{i}"])
+        if _OLD_SEED_STATE in store:  # saved before the layers' streams were saved too
+            self.seed_generator.state.assign(store[_OLD_SEED_STATE])
+        super().load_own_variables({k: store[k] for k in store.keys()
+                                    if not k.startswith((_RANDOM_STATE, _OLD_SEED_STATE))})
 
 
 class PlayerOptimizers(keras.optimizers.MultiOptimizer):
-    """The compiled optimizer: a `MultiOptimizer` over the players' optimizers.
-
-    A `MultiOptimizer` refuses to hold a `LossScaleOptimizer`, so it holds their inner
-    optimizers, and `variables` adds each loss scale's state: on JAX, `fit` carries from step to
-    step only what `model.optimizer.variables` lists.
-    """
+    """The compiled optimizer. A `MultiOptimizer` refuses a `LossScaleOptimizer`, so it holds the
+    players' inner optimizers, and `variables` adds each loss scale's state: on JAX, `fit` carries
+    from step to step only what `model.optimizer.variables` lists."""
 
     def __init__(self, optimizer_map, loss_scale_optimizers=(), **kwargs):
         super().__init__(optimizer_map, **kwargs)
@@ -342,19 +312,13 @@ class PlayerOptimizers(keras.optimizers.MultiOptimizer):
         ]
 
 
-def global_norm(grads):
-    """The L2 norm of a list of gradient tensors taken together."""
-    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
-
-
 def _inner(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def _unscaled(optimizer, grads):
-    """The gradients as a step applies them: a `LossScaleOptimizer`'s divided by its scale, all
-    zeros for a step it skips because they are not finite (an infinite norm would spoil the
-    epoch's mean of a step that moved nothing)."""
+    """The gradients as a step applies them: a `LossScaleOptimizer`'s unscaled, or zeros for a
+    step it skips as not finite (an infinite norm would spoil the epoch's mean)."""
     if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return grads
     finite = optimizer.check_finite(grads)

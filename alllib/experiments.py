@@ -37,13 +37,32 @@ METHODS = {
 COMPARE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 
 
+# Each kind's defaults: a method overrides some of them.
+KINDS = {
+    "ce": dict(label_smoothing=0.0),
+    "adversarial": dict(
+        conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0,
+        loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, spectral_norm=False,
+    ),
+}
+
+
 class ResultsError(ValueError):
     """A results file of `compare` that cannot be read."""
 
-ADVERSARIAL_DEFAULTS = dict(
-    conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0, loss="non_saturating",
-    penalty=None, penalty_weight=10.0, d_steps=1, spectral_norm=False,
-)
+
+def configure(config, defaults, what="this configuration", argument="config"):
+    """`defaults` overridden by `config`. The one way the course describes a configuration
+    (here, in `ablation` and in the notebooks): a plain dict that changes some of a model
+    family's defaults, so a comparison is a dict of them; an unknown key is an error."""
+    if not isinstance(config, dict):
+        raise TypeError(f"`{argument}` must be a dict of settings; received {config!r}.")
+    unknown = set(config) - set(defaults)
+    if unknown:
+        raise ValueError(
+            f"Unknown settings {sorted(unknown)} for {what}; expected some of {sorted(defaults)}."
+        )
+    return {**defaults, **config}
 
 
 def make_predictor(input_shape, num_classes):
@@ -55,30 +74,20 @@ def make_predictor(input_shape, num_classes):
 
 
 def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
-    """The compiled model for `method` (a dict with `kind` and its settings) at `seed`."""
+    """The compiled model for `method` at `seed`: a dict with `kind` (`"ce"` or, by default,
+    `"adversarial"`) and settings that override that kind's defaults in `KINDS`."""
     keras.utils.set_random_seed(seed)
     predictor = make_predictor(input_shape, num_classes)
-    settings = dict(method)
-    kind = settings.pop("kind", "adversarial")
+    kind = method.get("kind", "adversarial") if isinstance(method, dict) else "adversarial"
+    if kind not in KINDS:
+        raise ValueError(f"Unknown method kind {kind!r}; expected one of {sorted(KINDS)}.")
+    s = configure(method, {"kind": kind, **KINDS[kind]}, f"kind {kind!r}", argument="method")
     if kind == "ce":
-        smoothing = settings.pop("label_smoothing", 0.0)
-        if settings:
-            raise ValueError(
-                f"Unknown settings {sorted(settings)} for kind 'ce'; expected label_smoothing."
-            )
         predictor.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=smoothing),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=s["label_smoothing"]),
         )
         return predictor
-    if kind != "adversarial":
-        raise ValueError(f"Unknown method kind {kind!r}; expected 'ce' or 'adversarial'.")
-    unknown = set(settings) - set(ADVERSARIAL_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"Unknown settings {sorted(unknown)}; expected {sorted(ADVERSARIAL_DEFAULTS)}."
-        )
-    s = {**ADVERSARIAL_DEFAULTS, **settings}
     discriminator = nets.label_discriminator(
         num_classes,
         input_shape=input_shape if s["conditional"] else None,
@@ -358,15 +367,28 @@ def _plot(summary, out, datasets, methods, seed, config):
     fig.savefig(os.path.join(out, "comparison.png"), dpi=110, bbox_inches="tight")
     plt.close(fig)
     for dataset in datasets:
-        _, labels = data.load(dataset, split="test")
-        fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.3), squeeze=False)
-        for ax, method in zip(axes[0], methods):
-            path = probs_path(out, dataset, method, seed, **config)
-            if os.path.exists(path):
-                plots.reliability_diagram(np.load(path), labels, ax=ax, title=method)
-        fig.tight_layout()
+        fig = reliability_figure(out, dataset, methods, seed, **config)
         fig.savefig(os.path.join(out, f"reliability_{dataset}.png"), dpi=110, bbox_inches="tight")
         plt.close(fig)
+
+
+def reliability_figure(out, dataset, methods, seed, epochs, batch_size=128, backend=None):
+    """One reliability diagram per method, for the runs of `compare` in `out` at this seed,
+    epochs, batch size and backend (this process's by default); a missing run is left blank."""
+    import matplotlib.pyplot as plt
+
+    from alllib import plots
+
+    backend = backend or keras.backend.backend()
+    _, labels = data.load(dataset, split="test")
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        path = probs_path(out, dataset, method, seed, epochs, batch_size, backend)
+        if os.path.exists(path):
+            plots.reliability_diagram(np.load(path), labels, ax=ax, title=method)
+    fig.suptitle(dataset)
+    fig.tight_layout()
+    return fig
 
 
 def _write_rows(out, rows):

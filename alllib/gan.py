@@ -1,14 +1,10 @@
-"""`GAN`: the boxing match as a Keras model.
-
-One `train_step` is one round, `play_round`, and its objectives stand next to it:
+"""`GAN`: the boxing match as a Keras model. Each `train_step` is one round, `play_round`:
 1. and 2. the discriminator trains on a real batch (label real) and a generated batch (label
    fake), in one update on the mean loss over both halves (`discriminator_objective`);
-3. sparring: the generator trains through the discriminator, whose weights are not touched in
-   this move, to make the discriminator call its samples real (`generator_objective`).
-
-`compile(ema_decay=...)` also keeps an exponential moving average of the generator's weights in a
-separate copy, `average_generator`, which `generate` uses; training never reads it.
-"""
+3. sparring: the generator trains through the untouched discriminator to pass as real
+   (`generator_objective`).
+`compile(ema_decay=...)` also keeps `average_generator`, a moving average of the generator's
+weights, which `generate` uses; training never reads it."""
 
 import keras
 import numpy as np
@@ -26,11 +22,9 @@ class GAN(Duel):
         generator: a Keras model mapping a `(batch, latent_dim)` noise batch to samples.
         discriminator: a Keras model mapping samples to one logit per example, `(batch, 1)`.
         latent_dim: size of the noise vector.
-        seed: seed of the model's own noise stream (a `keras.random.SeedGenerator`).
-        average: whether to keep `average_generator` from the start; `compile(ema_decay=...)`
-            creates it when needed, and a saved model records it here, so that loading, even
-            with `compile=False`, restores the average.
-    """
+        seed: as in `Duel`.
+        average: keep `average_generator` from the start, as a saved model that has one records,
+            so that loading (even with `compile=False`) restores it."""
 
     def __init__(self, generator, discriminator, latent_dim, seed=None, average=False, **kwargs):
         super().__init__(
@@ -42,11 +36,8 @@ class GAN(Duel):
         if average:
             self.average_generator = _frozen_copy(generator)
 
-    # -- the round: the essay's three steps -------------------------------------------------
-
     def discriminator_objective(self, real, fake, labels):
-        """Steps 1 and 2: the discriminator's loss on a real batch (label real) and a generated
-        batch (label fake), one update on the mean over both halves, plus its penalty."""
+        """Steps 1 and 2: the discriminator's loss on both batches, plus its penalty."""
         real_scores = self._scores(real, labels, training=True)
         fake_scores = self._scores(fake, labels, training=True)
         loss = self.discriminator_loss(real_scores, fake_scores) + self.penalty_term(
@@ -120,32 +111,15 @@ class GAN(Duel):
     def compile(self, d_optimizer=None, g_optimizer=None, loss="non_saturating", penalty=None,
                 penalty_weight=10.0, d_steps=1, label_smoothing=0.0, instance_noise=0.0,
                 instance_noise_steps=None, ema_decay=None, **kwargs):
-        """Configure training.
+        """`Duel.compile` (`d_optimizer`, `g_optimizer`, `loss`, `penalty`, ...), and:
 
         Args:
-            d_optimizer, g_optimizer: one optimizer per player (instances or names).
-            loss: a name in `alllib.losses.LOSSES`: `"non_saturating"` (the essay's loop: the
-                generator minimises -log D(G(z))), `"minimax"` (Goodfellow's original
-                log(1 - D(G(z))), which saturates when the discriminator wins),
-                `"wasserstein"`, `"hinge"` or `"least_squares"`; or an
-                `alllib.losses.AdversarialLoss` of your own.
-            penalty: None, `"r1"`, `"gradient_penalty"` (see `alllib.losses`) or a callable,
-                added to the discriminator's loss with weight `penalty_weight`.
-            d_steps: discriminator updates per generator update.
-            label_smoothing: one-sided label smoothing of the real targets (logistic losses).
-            instance_noise: standard deviation of Gaussian noise added to every input the
-                discriminator sees, real and generated (Sonderby et al. 2016), annealed
-                linearly to 0 over `instance_noise_steps` rounds (constant if None).
-            ema_decay: None, or a number in [0, 1): keep `average_generator`, a copy of the
-                generator whose weights follow theirs as an exponential moving average with this
-                decay (warmed up as min(decay, (1 + t) / (10 + t)) after t generator steps, so an
-                early average is not stuck near the initial weights); its other state (BatchNorm
-                statistics) is copied. `generate` uses it. Once made, the average stays with the
-                model (saved and loaded with it); compiling again with `ema_decay=None` stops
-                updating it. `call` and `predict` use the training weights.
-            **kwargs: passed to `Duel.compile` and `keras.Model.compile`
-                (`steps_per_execution`, `jit_compile`, `run_eagerly`, `auto_scale_loss`).
-        """
+            instance_noise: std of Gaussian noise added to every input the discriminator sees
+                (Sonderby et al. 2016), annealed linearly to 0 over `instance_noise_steps` if set.
+            ema_decay: None, or a decay in [0, 1) for `average_generator`, an exponential moving
+                average of the generator's weights, warmed up as min(decay, (1 + t) / (10 + t))
+                after t generator steps lest it stick near the initial weights. Used by `generate`,
+                not `call`/`predict`; saved with the model; `ema_decay=None` stops updating it."""
         self.instance_noise = checks.number("instance_noise", instance_noise)
         self.instance_noise_steps = (
             None if instance_noise_steps is None
@@ -163,23 +137,18 @@ class GAN(Duel):
                                        "instance_noise_steps": self.instance_noise_steps,
                                        "ema_decay": self.ema_decay})
 
-    def check_fit_data(self, x, y, validation_data, kwargs):
-        """Real samples `x` (labels, if any, are ignored) must be shaped like the generator's
-        output and finite: arrays are checked whole, a `tf.data.Dataset` by its first batch."""
-        batch = checks.first_batch(x)
-        real, name = (batch[0], "the samples in `x`") if batch else (x, "`x`")
-        if hasattr(real, "shape"):
-            real = np.asarray(real)
-            if tuple(real.shape[1:]) != self._sample_shape:
-                raise ValueError(
-                    f"{name} must be real samples shaped like the generator's output, "
-                    f"(n, {', '.join(map(str, self._sample_shape))}); received shape "
-                    f"{real.shape}."
-                )
-            checks.finite(name, real)
+    inputs_name = "samples"
+
+    def check_data(self, x, y, x_name, y_name):
+        """Real samples `x` (labels are ignored), shaped like the generator's output and finite."""
+        if tuple(x.shape[1:]) != self._sample_shape:
+            raise ValueError(
+                f"{x_name} must be real samples shaped like the generator's output, "
+                f"(n, {', '.join(map(str, self._sample_shape))}); received shape {x.shape}."
+            )
+        checks.finite(x_name, x)
 
     def sample_latent(self, batch_size):
-        """The noise the generator is fed during training."""
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)
 
     def instance_noise_std(self, round_index):
@@ -190,15 +159,13 @@ class GAN(Duel):
         return self.instance_noise * ops.maximum(1.0 - progress, 0.0)
 
     def _with_instance_noise(self, samples, std):
-        """Samples as the discriminator sees them: plus instance noise, if any."""
         if not self.instance_noise:
             return samples
         noise = keras.random.normal(ops.shape(samples), seed=self.seed_generator)
         return samples + ops.cast(std * noise, samples.dtype)
 
     def _update_average(self):
-        """Move `average_generator` towards the generator: an exponential moving average of the
-        weights; other state (BatchNorm statistics) is copied as it is."""
+        """EMA step of `average_generator`'s weights; its other state (BatchNorm's) is copied."""
         steps = ops.cast(self.g_optimizer.iterations, "float32")
         decay = ops.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
         pairs = zip(self.average_generator.weights, self.generator.weights)
@@ -212,13 +179,9 @@ class GAN(Duel):
                 average.assign(current)
 
     def generate(self, n, seed=None, noise=None, averaged=True):
-        """`n` samples as a float32 NumPy array (also under mixed precision).
-
-        A given `seed` gives the same samples every time; `noise`, an `(n, latent_dim)` array,
-        is used as it is instead (the same samples on every backend). `averaged` uses the moving
-        average of the generator when the model keeps one (`compile(ema_decay=...)`), else the
-        generator itself; measure the training opponent with `averaged=False`.
-        """
+        """`n` samples as a float32 NumPy array (also under mixed precision). A `seed` gives the
+        same samples every time; `noise`, an `(n, latent_dim)` array used as is, on every backend.
+        `averaged` uses `average_generator` if any; `averaged=False` gives the training opponent."""
         noise = self._generation_noise(n, seed, noise)
         return self._generated(noise, None, averaged)
 

@@ -1,25 +1,15 @@
 """`AdversarialLabelLearner`: the essay's idea as a Keras model.
-
-A predictor maps inputs to class-probability vectors. A discriminator looks at a label vector
-and says whether it is a real (softened, randomized) ground-truth label or a prediction. One
-`train_step` is one round:
-1. the discriminator trains on real targets (label real) against the predictor's current
-   outputs (label fake);
-2. the predictor trains through the discriminator, whose weights are not updated, to make its
-   outputs pass as real, plus `ce_weight` times the ordinary cross-entropy (the hybrid). The
-   discriminator runs in training mode here too, so its layer state (BatchNorm statistics, the
-   power-iteration vector of `SpectralDense`) may advance, as in a GAN's generator step.
-
-With `conditional=False` (the essay's version) the discriminator sees the label vector alone;
-with `conditional=True` it sees the pair `[x, label_vector]` and can tell which class is right.
-"""
+A discriminator tells real (softened, randomized) label vectors from a predictor's outputs. In a
+round it trains on both, then the predictor trains through it (in training mode, so its layer
+state may advance, like a GAN's generator) to pass as real, plus `ce_weight` times the cross-entropy
+(the hybrid). A conditional discriminator also sees `x`, so it can tell which class is right."""
 
 import keras
 import numpy as np
 from keras import ops
 
 from alllib import backend, checks, losses
-from alllib.duel import Duel, Player, global_norm
+from alllib.duel import Duel, Player
 from alllib.metrics import CalibrationError
 from alllib.targets import SoftTargets
 
@@ -39,16 +29,13 @@ class AdversarialLabelLearner(Duel):
 
     Args:
         predictor: a Keras model mapping inputs to probabilities, `(batch, num_classes)`.
-        discriminator: a Keras model returning one score per example, `(batch, 1)`, called on
-            the label vector (`conditional=False`) or on `[x, label_vector]` (`conditional=True`).
+        discriminator: a Keras model returning one score per example, `(batch, 1)`.
         num_classes: number of classes K; labels are integers in [0, K).
-        conditional: whether the discriminator also sees the input.
-        targets: an `alllib.SoftTargets`, how real label vectors are drawn (default: smoothing
-            0.1 with Dirichlet noise of concentration 50).
-        ce_weight: weight of the cross-entropy term in the predictor's loss; 0 is pure
-            adversarial learning.
-        seed: seed of the model's own random stream (targets, penalty interpolation).
-    """
+        conditional: whether the discriminator is called on `[x, label_vector]` rather than on
+            the label vector alone (False, the essay's version).
+        targets: an `alllib.SoftTargets` drawing the real label vectors (default `SoftTargets()`).
+        ce_weight: weight of the cross-entropy in the predictor's loss; 0 is purely adversarial.
+        seed: as in `Duel` (its stream draws the targets and the penalty's interpolation)."""
 
     def __init__(self, predictor, discriminator, num_classes, conditional=False, targets=None,
                  ce_weight=0.0, seed=None, **kwargs):
@@ -78,20 +65,15 @@ class AdversarialLabelLearner(Duel):
         return self.predictor(x, training=training)
 
     def compile(self, d_optimizer=None, p_optimizer=None, **kwargs):
-        """Configure training: as `alllib.GAN.compile`, with the predictor in the generator's
-        place (`p_optimizer`); the penalty acts on the discriminator's gradient with respect to
-        the label vector, and each of `d_steps` discriminator updates draws fresh real targets.
-        """
+        """`Duel.compile` with `p_optimizer`; the penalty is on the discriminator's gradient with
+        respect to the label vector, and each of `d_steps` updates draws fresh real targets."""
         super().compile(d_optimizer=d_optimizer, p_optimizer=p_optimizer, **kwargs)
-
-    # -- the round ------------------------------------------------------------------------------
 
     def _scores(self, x, label_vectors, training):
         inputs = [x, label_vectors] if self.conditional else label_vectors
         return self.discriminator(inputs, training=training)
 
     def discriminator_objective(self, x, real, fake):
-        """Real (softened, randomized) label vectors against the predictor's outputs."""
         real_scores, fake_scores = self._scores(x, real, True), self._scores(x, fake, True)
         loss = self.discriminator_loss(real_scores, fake_scores) + self.penalty_term(
             lambda vectors, training: self._scores(x, vectors, training), real, fake
@@ -111,9 +93,8 @@ class AdversarialLabelLearner(Duel):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels = checks.label_batch(labels)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
-        # One forward pass of the predictor serves both players: the discriminator trains on
-        # its outputs as constants, and the predictor's move differentiates through it later
-        # (its weights do not change in between, so this is the round with two passes, cheaper).
+        # One predictor pass serves both players (its weights do not change in between, so this
+        # equals two passes, cheaper): constants for the discriminator, differentiated later.
         probs, pass_ = self.shared_pass(
             "predictor", lambda: ops.cast(self.predictor(x, training=True), "float32")
         )
@@ -127,8 +108,6 @@ class AdversarialLabelLearner(Duel):
             "d_acc": losses.discriminator_accuracy(self.loss_fn, real_scores, fake_scores),
             "accuracy": _correct(probs, labels),
         }
-
-    # -- evaluation ---------------------------------------------------------------------------
 
     def test_step(self, *args):
         return backend.test_step(self, self._evaluate_batch, args)
@@ -144,75 +123,17 @@ class AdversarialLabelLearner(Duel):
         self.ece_tracker.update_state(labels, probs)
         return {t.name: t.result() for t in (accuracy, self.nll_tracker, self.ece_tracker)}
 
-    def gradient_norms(self, x, y):
-        """Norms of the predictor's gradient from each term of its loss, on one batch.
-
-        Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
-        and `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's
-        push comes from the discriminator. Runs eagerly, in inference mode, and changes nothing.
-        """
-        self._check_data(x, y, "x", "y")
-        one_hot = ops.one_hot(ops.convert_to_tensor(np.reshape(y, -1), "int32"), self.num_classes)
-        x = ops.convert_to_tensor(x)
-        norms = {}
-        for term in ("adversarial", "ce"):
-            def objective(term=term):
-                probs = ops.cast(self.predictor(x, training=False), "float32")
-                adversarial, ce = self.predictor_terms(x, one_hot, probs, training=False)
-                return (adversarial if term == "adversarial" else self.ce_weight * ce), ()
-
-            _, _, grads = backend.gradients(objective, self.predictor.trainable_variables)
-            norms[term] = float(ops.convert_to_numpy(global_norm(grads)))
-        total = norms["adversarial"] + norms["ce"]
-        norms["adversarial_share"] = norms["adversarial"] / total if total else float("nan")
-        return norms
-
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
 
-    def check_fit_data(self, x, y, validation_data, kwargs):
-        self._reject_weights(kwargs, ("sample_weight", "class_weight"))
-        self._check_data(x, y, "x", "y")
-        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
-            if len(validation_data) == 3:
-                self._reject_weights({"validation_data[2]": validation_data[2]},
-                                     ("validation_data[2]",))
-            self._check_data(*validation_data[:2], "validation_data[0]", "validation_data[1]")
-
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self._reject_weights(kwargs, ("sample_weight",))
+        checks.no_weights(type(self).__name__, kwargs)
         if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation pass: checked in fit
-            self._check_data(x, y, "x", "y")
+            for arrays in checks.fit_arrays(x, y):
+                self.check_data(*arrays)
         return super().evaluate(x, y, *args, **kwargs)
 
-    @staticmethod
-    def _reject_weights(kwargs, names):
-        for name in names:
-            if kwargs.get(name) is not None:
-                raise ValueError(
-                    f"`{name}` is not supported by AdversarialLabelLearner: both players "
-                    "weight every example equally."
-                )
-
-    def _check_data(self, x, y, x_name, y_name):
-        """Validate labels and inputs, then run both networks once on two examples.
-
-        Arrays are checked in full; for a `tf.data.Dataset` the first batch is checked.
-        Other inputs (generators, `PyDataset`) are passed through unchecked.
-        """
-        batch = checks.first_batch(x) if y is None else None
-        if batch is not None:
-            self._check_arrays(*batch, f"the inputs in `{x_name}`", f"the labels in `{x_name}`")
-            return
-        if y is None:
-            if hasattr(x, "shape"):
-                raise ValueError(
-                    f"`{y_name}` is missing: the adversarial label learner needs integer class "
-                    f"labels in [0, {self.num_classes})."
-                )
-            return  # a generator or PyDataset: nothing cheap to check without consuming it
-        self._check_arrays(np.asarray(x), y, f"`{x_name}`", f"`{y_name}`")
-
-    def _check_arrays(self, x, y, x_name, y_name):
+    def check_data(self, x, y, x_name, y_name):
+        """Integer labels in range, one per finite input; then `_probe` runs both networks."""
         y = checks.labels(y_name, y, self.num_classes)
         if len(x) != len(y):
             raise ValueError(

@@ -1,10 +1,7 @@
 """Adversarial losses and discriminator penalties, shared by every two-player model in alllib.
-
-Each loss is a pair: what the discriminator minimises given its scores on real and generated
-examples, and what the generator (or predictor) minimises given the scores of its own outputs.
-Scores are raw discriminator outputs. The logistic losses read them as logits and apply the
-sigmoid themselves, stably (`softplus(-s) = -log sigmoid(s)`, `softplus(s) = -log(1 - sigmoid(s))`).
-"""
+Each loss is a pair: the discriminator's, of its scores on real and generated examples, and the
+generator's (or predictor's), of its outputs' scores. Scores are raw; logistic losses read them
+as logits, stably (`softplus(-s) = -log sigmoid(s)`, `softplus(s) = -log(1 - sigmoid(s))`)."""
 
 from collections import namedtuple
 
@@ -16,26 +13,22 @@ AdversarialLoss = namedtuple("AdversarialLoss", "discriminator generator logisti
 
 
 def _logistic_discriminator_loss(real, fake):
-    # Binary cross-entropy averaged over the real half (label 1) and the fake half (label 0):
-    # exactly what Keras computes for one concatenated batch of real and fake examples.
+    # Mean cross-entropy of real (label 1) and fake (label 0) halves: Keras's on them concatenated.
     return 0.5 * (ops.mean(ops.softplus(-real)) + ops.mean(ops.softplus(fake)))
 
 
 def _non_saturating_generator_loss(fake):
-    # -log D(G(z)): binary cross-entropy against the label "real", as in the essay's
-    # combined model. Its gradient is large when D confidently rejects the fakes.
+    # -log D(G(z)), the essay's combined model: its gradient is large when D rejects the fakes.
     return ops.mean(ops.softplus(-fake))
 
 
 def _minimax_generator_loss(fake):
-    # log(1 - D(G(z))): Goodfellow's original objective. It saturates (gradient -> 0)
-    # exactly when D confidently rejects the fakes, which is early in training.
+    # log(1 - D(G(z))), Goodfellow's original: it saturates when D rejects the fakes, i.e. early.
     return -ops.mean(ops.softplus(fake))
 
 
 def _wasserstein_discriminator_loss(real, fake):
-    # The critic widens the gap between its mean score on real and on generated examples
-    # (Arjovsky et al. 2017); it needs a Lipschitz constraint, such as the gradient penalty.
+    # Widen the real-fake gap in mean score (Arjovsky et al. 2017); needs a Lipschitz constraint.
     return ops.mean(fake) - ops.mean(real)
 
 
@@ -72,9 +65,8 @@ LOSSES = {
 
 
 def get(loss):
-    """The `AdversarialLoss` named `loss`, or `loss` itself if it is one (your own pair of
-    callables: `discriminator(real_scores, fake_scores)` and `generator(fake_scores)`, each
-    returning a scalar, with `logistic` and `threshold` as in `LOSSES`)."""
+    """The `AdversarialLoss` named `loss`, or your own: `discriminator(real_scores, fake_scores)`
+    and `generator(fake_scores)` returning scalars, `logistic` and `threshold` as in `LOSSES`."""
     if isinstance(loss, AdversarialLoss):
         return loss
     if loss not in LOSSES:
@@ -86,8 +78,7 @@ def get(loss):
 
 
 def get_penalty(penalty):
-    """The penalty named `penalty` (None for none), or `penalty` itself if it is a callable
-    `penalty(score_fn, real, fake, seed) -> scalar`."""
+    """The penalty named `penalty` (None for none), or `penalty` if callable (`Duel.compile`)."""
     if penalty is None or callable(penalty):
         return penalty
     if penalty not in PENALTIES:
@@ -99,10 +90,8 @@ def get_penalty(penalty):
 
 
 def discriminator_loss(loss, real_scores, fake_scores, label_smoothing=0.0):
-    """The discriminator's loss. `label_smoothing` s (logistic losses only) is one-sided
-    smoothing (Salimans et al. 2016): real examples get the target 1 - s, fakes keep 0. With
-    t = 1 - s the real half's cross-entropy is t softplus(-r) + (1 - t) softplus(r), which is
-    softplus(-r) + s r."""
+    """`label_smoothing` s (logistic losses) is one-sided (Salimans et al. 2016): real targets
+    are 1 - s, fakes keep 0; the real half's cross-entropy becomes softplus(-r) + s r."""
     real, fake = ops.cast(real_scores, "float32"), ops.cast(fake_scores, "float32")
     value = get(loss).discriminator(real, fake)
     if label_smoothing:
@@ -140,9 +129,8 @@ def r1(score_fn, real, fake=None, seed=None):
 
 
 def gradient_penalty(score_fn, real, fake, seed=None):
-    """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)|| - 1)^2 at x_hat = u real +
-    (1 - u) fake, u ~ Uniform[0, 1] per example drawn from `seed`: it keeps the critic close to
-    1-Lipschitz between the two distributions."""
+    """WGAN-GP (Gulrajani et al. 2017): E (||grad D(x_hat)|| - 1)^2, x_hat = u real + (1 - u) fake,
+    u ~ Uniform[0, 1] per example (`seed`): keeps the critic near 1-Lipschitz between the two."""
     real = ops.convert_to_tensor(real)
     fake = ops.cast(fake, real.dtype)  # a mixed-precision generator's are float16
     u = random.uniform((ops.shape(real)[0],) + (1,) * (len(real.shape) - 1), dtype=real.dtype,

@@ -13,7 +13,7 @@ import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment
 
-from alllib import losses, nets
+from alllib import backend, losses, nets
 
 ECE_BINS = 15
 
@@ -171,14 +171,27 @@ class Judge:
         return accuracy(self.probs(x), y)
 
 
+def judge_network(input_shape, num_classes, width=32, features=128, name="judge"):
+    """The measuring classifier (DESIGN: a judge trained on the dataset itself stands in for
+    Inception): two conv blocks with max pooling, a dense layer named "features" whose outputs
+    the image metrics compare, dropout, softmax."""
+    x = inputs = keras.Input(input_shape)
+    for filters in (width, 2 * width):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Dense(features, activation="relu", name="features")(keras.layers.Flatten()(x))
+    x = keras.layers.Dropout(0.3)(x)
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x), name=name)
+
+
 def train_classifier(x, y, num_classes, epochs, seed=0, batch_size=128, verbose=0):
-    """A fresh `nets.judge` network trained with cross-entropy on `(x, y)`: the judge itself, and
+    """A fresh `judge_network` trained with cross-entropy on `(x, y)`: the judge itself, and
     the classifier of the classification accuracy score."""
     x, y = np.asarray(x, "float32"), np.asarray(y).reshape(-1)
     if x.ndim != 4 or len(x) != len(y):
         raise ValueError(f"`x` must be images (n, height, width, channels) with one label each; received {x.shape} and {len(y)} labels.")
     keras.utils.set_random_seed(seed)
-    model = nets.judge(x.shape[1:], num_classes)
+    model = judge_network(x.shape[1:], num_classes)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
     return model
@@ -326,7 +339,9 @@ class CalibrationError(keras.metrics.Metric):
 def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
     """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
     cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
-    it has no game to play: it simply finds whatever separates the two sets."""
+    it has no game to play: it simply finds whatever separates the two sets. For a
+    discriminator with several inputs (a conditional one's `[x, label_vector]`), `real` and
+    `fake` are lists of arrays in that order."""
     if nets.scores_depend_on_batch(discriminator):
         raise ValueError(
             "`discriminator` has a MinibatchStdDev layer, so its scores depend on how real and "
@@ -338,8 +353,11 @@ def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, see
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
-    x = np.concatenate([real, fake])
-    y = np.concatenate([np.ones(len(real)), np.zeros(len(fake))]).astype("float32")[:, None]
+    several = isinstance(real, (list, tuple))
+    x = ([np.concatenate(pair) for pair in zip(real, fake)] if several
+         else np.concatenate([real, fake]))
+    n_real, n_fake = (len(real[0]), len(fake[0])) if several else (len(real), len(fake))
+    y = np.concatenate([np.ones(n_real), np.zeros(n_fake)]).astype("float32")[:, None]
     fresh.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
     return fresh
 
@@ -350,3 +368,33 @@ def logit_accuracy(discriminator, real, fake, threshold=0.0):
         discriminator(real, training=False), discriminator(fake, training=False), threshold
     )
     return float(keras.ops.convert_to_numpy(accuracy))
+
+
+def global_norm(grads):
+    """The L2 norm of a list of gradient tensors taken together."""
+    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
+
+
+def predictor_gradient_norms(learner, x, y):
+    """Norms of an `AdversarialLabelLearner`'s predictor gradient from each term of its loss, on
+    one batch `(x, y)`.
+
+    Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
+    and `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's
+    push comes from the discriminator. Runs eagerly, in inference mode, and changes nothing.
+    """
+    learner.check_data(np.asarray(x), np.asarray(y), "`x`", "`y`")
+    one_hot = ops.one_hot(ops.convert_to_tensor(np.reshape(y, -1), "int32"), learner.num_classes)
+    x = ops.convert_to_tensor(x)
+    norms = {}
+    for term in ("adversarial", "ce"):
+        def objective(term=term):
+            probs = ops.cast(learner.predictor(x, training=False), "float32")
+            adversarial, ce = learner.predictor_terms(x, one_hot, probs, training=False)
+            return (adversarial if term == "adversarial" else learner.ce_weight * ce), ()
+
+        _, _, grads = backend.gradients(objective, learner.predictor.trainable_variables)
+        norms[term] = float(ops.convert_to_numpy(global_norm(grads)))
+    total = norms["adversarial"] + norms["ce"]
+    norms["adversarial_share"] = norms["adversarial"] / total if total else float("nan")
+    return norms

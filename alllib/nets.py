@@ -1,6 +1,5 @@
-"""Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors
-and label-vector discriminators for adversarial label learning, and two layers for
-discriminators: `SpectralDense` and `MinibatchStdDev`."""
+"""Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors and
+label-vector discriminators for adversarial label learning; `SpectralDense`, `MinibatchStdDev`."""
 
 import keras
 from keras import layers, ops
@@ -30,18 +29,15 @@ def mlp_discriminator(
 
 
 def dcgan_generator(latent_dim, image_shape=(28, 28, 1), width=64, name="generator"):
-    """Noise -> image in [-1, 1]: a dense projection, then two stride-2 transposed convs.
-
-    Height and width must be divisible by 4 (28x28 MNIST, 32x32 CIFAR-10; 8x8 digits).
-    """
+    """Noise -> image in [-1, 1]: a dense projection, then two stride-2 transposed convs, so
+    height and width must be divisible by 4 (28x28 MNIST, 32x32 CIFAR-10; 8x8 digits)."""
     noise = keras.Input((latent_dim,))
     return keras.Model(noise, _dcgan_upsample(noise, image_shape, width), name=name)
 
 
 def conditional_dcgan_generator(latent_dim, num_classes, image_shape=(28, 28, 1), width=64,
                                 name="generator"):
-    """[noise, integer label] -> image: `dcgan_generator` fed the noise concatenated with a
-    learned embedding of the label (as long as the noise)."""
+    """[noise, integer label] -> image: `dcgan_generator` on the noise and a label embedding."""
     noise, labels = keras.Input((latent_dim,)), keras.Input((), dtype="int32")
     embedded = layers.Embedding(num_classes, latent_dim)(labels)
     x = layers.Concatenate()([noise, embedded])
@@ -95,14 +91,9 @@ def _dcgan_features(x, width, minibatch_std=False):
 
 @keras.saving.register_keras_serializable(package="alllib")
 class SpectralDense(layers.Layer):
-    """A dense layer whose kernel is divided by its largest singular value (Miyato et al. 2018).
-
-    The kernel variable keeps the raw weights and the division happens in `call`, so the
-    normalisation is part of the differentiated function on every backend. (Keras's
-    `SpectralNormalization` instead writes the normalised kernel back into the trainable
-    variable during training, a write that a JAX stateless step treats differently.) The power
-    iteration's vector `u` is a non-trainable variable, updated once per training call.
-    """
+    """A dense layer whose kernel is divided by its largest singular value (Miyato et al. 2018), in
+    `call`, so differentiably on every backend (Keras's `SpectralNormalization` writes the kernel
+    variable, which JAX's stateless step treats differently). Training steps the power iteration."""
 
     def __init__(self, units, activation=None, **kwargs):
         super().__init__(**kwargs)
@@ -136,10 +127,8 @@ class SpectralDense(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="alllib")
 class MinibatchStdDev(layers.Layer):
-    """Append one feature: the standard deviation of each feature across the batch, averaged
-    (Karras et al. 2018). A collapsed generator makes every sample alike, and this feature lets
-    the discriminator see that, which no per-example feature can. Works on `(batch, features)`
-    (one extra feature) and `(batch, height, width, channels)` (one extra channel)."""
+    """Append the batch's mean per-feature standard deviation (Karras et al. 2018) as a feature
+    or channel: it shows the discriminator a collapse (alike samples), as no per-example one can."""
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -182,28 +171,12 @@ def conv_predictor(input_shape, num_classes, width=32, name="predictor"):
     return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
 
 
-def judge(input_shape, num_classes, width=32, features=128, name="judge"):
-    """The measuring classifier (DESIGN: a judge trained on the dataset itself stands in for
-    Inception): two conv blocks with max pooling, a dense layer named "features" whose outputs
-    the image metrics compare, dropout, softmax."""
-    x = inputs = keras.Input(input_shape)
-    for filters in (width, 2 * width):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
-        x = layers.MaxPooling2D()(x)
-    x = layers.Dense(features, activation="relu", name="features")(layers.Flatten()(x))
-    x = layers.Dropout(0.3)(x)
-    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x), name=name)
-
-
 def label_discriminator(
     num_classes, input_shape=None, width=64, depth=2, spectral_norm=False, name="discriminator"
 ):
-    """Label vector -> one logit: is this a (softened) true label or a prediction?
-
-    With `input_shape` the discriminator is conditional: it is called on `[x, label_vector]`,
-    embeds the flattened input with one dense layer and judges the pair. `spectral_norm` swaps
-    every dense layer for `SpectralDense`.
-    """
+    """Label vector -> one logit: is this a (softened) true label or a prediction? With
+    `input_shape` it is conditional: called on `[x, label_vector]`, it embeds the flattened `x`
+    with one dense layer. `spectral_norm` makes every dense layer a `SpectralDense`."""
     dense = SpectralDense if spectral_norm else layers.Dense
     labels = keras.Input((num_classes,))
     x = labels

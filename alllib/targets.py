@@ -1,19 +1,6 @@
 """`SoftTargets`: the essay's soft, slightly randomized ground-truth label vectors.
-
-A hard one-hot label is the easiest thing in the world to tell apart from a softmax output: it has
-exactly one nonzero entry. The essay's answer was to never show the discriminator a clean one-hot
-vector. Here that is two knobs:
-
-- `epsilon`, label smoothing (Szegedy et al. 2016): the mean target is
-  `(1 - epsilon) * one_hot + epsilon / K`;
-- `concentration`, random noise around that mean: each target is a Dirichlet draw with
-  parameters `concentration * mean`, built from gamma draws and normalised, so every draw is a
-  valid probability vector whose expectation is the mean target. Larger means less noise; `None`
-  means no noise.
-
-`SoftTargets(0.0, None)` gives hard one-hot targets. Luc et al. (2016) had a related "scaling" encoding
-that moves the ground truth toward the prediction instead of toward uniform.
-"""
+A one-hot label is trivially told from a softmax output (one nonzero entry), so the essay never
+shows the discriminator one; Luc et al. (2016) moved the ground truth toward the prediction."""
 
 import keras
 from keras import ops
@@ -26,11 +13,11 @@ class SoftTargets:
     """Turns one-hot labels into soft, optionally random, target vectors.
 
     Args:
-        epsilon: label smoothing strength in [0, 1).
-        concentration: Dirichlet concentration (> 0) of the noise around the smoothed label, or
-            None for deterministic targets. Noise needs `epsilon > 0`: a Dirichlet parameter of
-            zero on the off classes would make them exactly zero anyway.
-    """
+        epsilon: label smoothing (Szegedy et al. 2016) in [0, 1): the mean target is
+            `(1 - epsilon) * one_hot + epsilon / K`.
+        concentration: each target is drawn from a Dirichlet with parameters `concentration *
+            mean` (larger is less noisy), or None for the mean itself. Needs `epsilon > 0`: a
+            zero parameter would make the off classes exactly zero anyway."""
 
     def __init__(self, epsilon=0.1, concentration=50.0):
         epsilon = checks.number("epsilon", epsilon, 0.0, 1.0)
@@ -56,8 +43,7 @@ class SoftTargets:
         mean = self.mean(one_hot)
         if self.concentration is None:
             return mean
-        # Only two Dirichlet parameters occur (the true class and the others), so two gamma
-        # draws with scalar shape parameters cover every backend.
+        # Two Dirichlet parameters (true class, others): scalar-shape gammas work on every backend.
         num_classes = one_hot.shape[-1]
         shape = ops.shape(one_hot)
         on = keras.random.gamma(
@@ -69,8 +55,7 @@ class SoftTargets:
         )
         draws = one_hot * on + (1.0 - one_hot) * off
         total = ops.sum(draws, axis=-1, keepdims=True)
-        # With tiny parameters every gamma draw of a row can underflow to 0; such a row falls
-        # back to the mean target instead of becoming 0 / 0.
+        # Tiny parameters can underflow a whole row to 0: it gets the mean target, not 0 / 0.
         safe_total = ops.where(total > 0, total, ops.ones_like(total))
         return ops.where(total > 0, draws / safe_total, mean)
 

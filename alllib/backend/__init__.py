@@ -1,26 +1,19 @@
 """The only backend-specific code in alllib: one file per framework, chosen once, at import.
-
-Keras runs a custom `train_step` on every backend, but two things differ between frameworks and
-a duel needs both: "differentiate this loss with respect to these variables only" and the
-`train_step` signature (JAX passes the model's state in and wants it back). Each file here
-answers them with the same small interface; everything else in alllib is written once with
-`keras.ops`.
-
-- `gradients(loss_fn, variables) -> (loss, aux, grads)`: run `loss_fn()`, which returns
-  `(loss, aux)`, and differentiate the loss with respect to `variables` only.
+Two things a duel needs differ between frameworks: "differentiate this loss with respect to these
+variables only" and the `train_step` signature (JAX passes the model's state in and wants it
+back). Each file answers with this interface; the rest of alllib is written once in `keras.ops`.
+- `gradients(loss_fn, variables) -> (loss, aux, grads)`: run `loss_fn() -> (loss, aux)` and
+  differentiate the loss with respect to `variables` only.
 - `forward(fn, variables) -> (outputs, pullback)`: run `fn()` once; `pullback(output_grads)`
   later gives the gradients of `sum(outputs * output_grads)` with respect to `variables`.
-- `tensor_gradient(loss_fn, tensor, differentiable=False) -> (loss, aux, grad)`: differentiate
-  with respect to a tensor; with `differentiable=True` the gradient can itself be differentiated
-  (gradient penalties).
+- `tensor_gradient(loss_fn, tensor, differentiable=False) -> (loss, aux, grad)`: the same for
+  `loss_fn(tensor)` and `tensor`; `differentiable=True` (penalties) keeps `grad` differentiable.
 - `apply_gradients(optimizer, grads, variables)`: one optimizer step, outside autograd.
-- `SeedGenerator`: a `keras.random.SeedGenerator` whose draws differ between the replicas of a
-  `tf.distribute` strategy.
-- `train_step(model, round_fn, args)` and `test_step(model, batch_fn, args)`: call
-  `round_fn(data) -> logs` as this backend's `train_step(*args)` (`test_step`) is called.
-- `MAX_STEPS_PER_EXECUTION`: how many steps `fit` may run per call into the backend (Keras's
-  PyTorch trainer runs exactly one), or None for no limit.
-"""
+- `SeedGenerator`: a `keras.random.SeedGenerator` drawing differently on `tf.distribute` replicas.
+- `train_step(model, round_fn, args)`, `test_step(model, batch_fn, args)`: call `round_fn(data)
+  -> logs` as this backend calls `train_step(*args)` (`test_step`).
+- `MAX_STEPS_PER_EXECUTION`: steps `fit` may run per call into the backend (Keras's PyTorch
+  trainer runs exactly one), or None for no limit."""
 
 import importlib
 

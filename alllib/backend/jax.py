@@ -1,11 +1,7 @@
 """The backend interface on JAX: pure functions of the variables' values.
-
-Keras's JAX trainer passes the model's whole state into `train_step` and expects it back, and
-JAX differentiates only pure functions. So the round runs inside a `keras.StatelessScope` that
-maps every variable to its incoming value, and each differentiation makes its loss a function of
-the differentiated variables' values, run in a scope nested in the current one (`_pure`).
-Keras keeps the innermost open scope; a nested scope reads through to it.
-"""
+Keras's JAX trainer passes the model's state into `train_step` and wants it back, and JAX
+differentiates only pure functions: the round runs in a `keras.StatelessScope` holding every
+variable's incoming value, and each differentiation in a scope nested in it (`_pure`)."""
 
 import jax
 import keras
@@ -64,8 +60,7 @@ def test_step(model, batch_fn, args):
 
 
 def _stateless(fn, args, groups):
-    """Run `fn(data)` with every variable of `groups` mapped to the incoming `state`; return its
-    logs and the new state, read back from the scope."""
+    """Run `fn(data)`, `groups`' variables set to the incoming `state`; return logs, new state."""
     state, data = args
     mapping = [(v, value) for vs, values in zip(groups, state) for v, value in zip(vs, values)]
     with keras.StatelessScope(state_mapping=mapping) as scope:
@@ -78,7 +73,7 @@ def _stateless(fn, args, groups):
 
 
 class _NestedScope(keras.StatelessScope):
-    """A scope inside another: reads fall through to the parent, writes are recorded."""
+    """Keras sees only the innermost scope, so reads fall through to the parent; writes are kept."""
 
     def __init__(self, parent, state_mapping):
         super().__init__(state_mapping=state_mapping)
@@ -97,14 +92,11 @@ class _NestedScope(keras.StatelessScope):
 
 
 def _pure(fn, variables):
-    """Make `fn` a pure function of the values of `variables`.
-
-    Returns `(pure, values, commit)`. `pure(values, *args)` runs `fn(*args)`, which returns
-    `(out, aux)`, in a scope mapping `variables` to `values`, and returns `(out, (aux, writes))`;
-    `writes` are the new values of the other variables `fn` assigned (BatchNorm statistics, the
-    seed state), which `commit(writes)` assigns in the enclosing scope. Outside any scope (an
-    eager diagnostic) variables read their own values.
-    """
+    """`fn` as a pure function of `variables`' values: `(pure, values, commit)`, where
+    `pure(values, *args)` runs `fn(*args) -> (out, aux)` in a scope mapping `variables` to `values`
+    and returns `(out, (aux, writes))`; `writes`, the new values of other variables `fn` assigned
+    (BatchNorm statistics, the seed state), are what `commit(writes)` assigns in the enclosing
+    scope. Outside any scope (an eager diagnostic) variables read their own values."""
     parent = get_stateless_scope()
     differentiated = {id(v) for v in variables}
     written = []

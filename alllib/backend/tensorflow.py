@@ -29,10 +29,9 @@ def tensor_gradient(loss_fn, tensor, differentiable=False):
 
 
 def apply_gradients(optimizer, grads, variables):
-    """Under a `tf.distribute` strategy (several GPUs) each replica has the gradient of the mean
-    loss on its slice of the batch, and `optimizer.apply` sums the replicas' gradients; dividing
-    each by the number of replicas first makes the sum their mean, the gradient on the global
-    batch (Keras's own losses do the same by scaling the loss)."""
+    """Under a `tf.distribute` strategy each replica has the gradient of its slice's mean loss, and
+    `optimizer.apply` sums the replicas'; dividing by their number first makes the sum the global
+    batch's gradient (Keras's own losses scale the loss instead)."""
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     if replicas > 1:
         grads = [None if g is None else tf.math.scalar_mul(1.0 / replicas, g) for g in grads]
@@ -40,9 +39,8 @@ def apply_gradients(optimizer, grads, variables):
 
 
 class SeedGenerator(keras.random.SeedGenerator):
-    """Every replica of a strategy reads the same seed state, so Keras's own generator gives
-    each the same noise: on two GPUs a GAN would see half as many distinct noise vectors per
-    batch. This one offsets the drawn seed by the replica's index."""
+    """Every replica reads the same seed state, so Keras's generator gives each the same noise (a
+    GAN on two GPUs sees half the distinct noise); this one offsets the seed by replica index."""
 
     def next(self, ordered=True):
         seed = super().next(ordered=ordered)

@@ -47,6 +47,5 @@ test_step = train_step
 
 
 def _zeros_for_none(grads, variables):
-    # A variable the loss does not reach (an unused branch) gets a zero gradient, as on the
-    # other backends, rather than None.
+    # As on the other backends, a variable the loss does not reach gets zeros, not None.
     return [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]

@@ -188,6 +188,7 @@ def test_networks_that_ignore_the_label_are_refused():
         alllib.ConditionalGAN(generator, nets.mlp_discriminator(), LATENT, K)
 
 
+@pytest.mark.one_backend  # the round itself is tested with small networks on every backend
 def test_reference_image_nets():
     keras.utils.set_random_seed(0)
     cgan = alllib.ConditionalGAN(nets.conditional_dcgan_generator(LATENT, 10, (8, 8, 1), width=8),

@@ -7,6 +7,8 @@ import pytest
 
 from alllib import data, metrics
 
+pytestmark = pytest.mark.one_backend  # Keras's own fit and predict, then NumPy
+
 
 @pytest.fixture(scope="module")
 def digits():

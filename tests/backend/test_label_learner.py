@@ -232,12 +232,30 @@ def test_spectral_dense_normalises_and_updates_its_state_in_fit():
 
 def test_gradient_norms_split_the_hybrid_loss():
     x, y = blobs(64)
-    pure = make_learner().gradient_norms(x, y)
+    pure = metrics.predictor_gradient_norms(make_learner(), x, y)
     assert pure["ce"] == 0 and pure["adversarial_share"] == 1.0 and pure["adversarial"] > 0
-    hybrid = make_learner(ce_weight=1.0).gradient_norms(x, y)
+    hybrid = metrics.predictor_gradient_norms(make_learner(ce_weight=1.0), x, y)
     assert 0 < hybrid["adversarial_share"] < 1 and hybrid["ce"] > 0
 
 
+@pytest.mark.one_backend  # Keras's own fit on a plain discriminator
+def test_a_fresh_discriminator_sees_the_wrong_class_only_with_the_input():
+    """Labels shifted by one class look as label-like as the true ones: a fresh label-only
+    discriminator cannot tell them apart, a fresh conditional one, given [x, label] lists, can."""
+    x, y = blobs(400)
+    right, wrong = np.eye(K, dtype="float32")[y], np.eye(K, dtype="float32")[(y + 1) % K]
+    train, held = slice(0, 300), slice(300, None)
+    accuracy = {}
+    for conditional in (False, True):
+        pair = (lambda v, s: [x[s], v[s]]) if conditional else (lambda v, s: v[s])
+        architecture = nets.label_discriminator(K, input_shape=(4,) if conditional else None)
+        fresh = metrics.fresh_discriminator(architecture, pair(right, train), pair(wrong, train),
+                                            epochs=20, seed=0)
+        accuracy[conditional] = metrics.logit_accuracy(fresh, pair(right, held), pair(wrong, held))
+    assert accuracy[True] > 0.9 and accuracy[False] < 0.75, accuracy
+
+
+@pytest.mark.one_backend  # the round itself is tested with small networks on every backend
 def test_image_sized_reference_networks_train():
     x = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype("float32")
     y = np.arange(16, dtype="int32") % 10

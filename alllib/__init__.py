@@ -1,13 +1,32 @@
-"""alllib: the small library behind the adversarial label learning course."""
+"""alllib: the small library behind the adversarial label learning course.
 
+Its modules and models load on first use (`alllib.GAN`, `from alllib import metrics`), so
+`import alllib` and the command line's `--help` start no deep-learning framework.
+"""
+
+import importlib
 import os
 
-from alllib import ablation, callbacks, data, experiments, losses, metrics, nets, plots
-from alllib.conditional_gan import ConditionalGAN
-from alllib.duel import Duel, Player
-from alllib.gan import GAN
-from alllib.label_learner import AdversarialLabelLearner
-from alllib.targets import SoftTargets
+_MODULES = ("ablation", "callbacks", "configs", "data", "experiments", "losses", "metrics",
+            "nets", "plots")
+_MODELS = {
+    "ConditionalGAN": "alllib.conditional_gan", "Duel": "alllib.duel", "Player": "alllib.duel",
+    "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",
+    "SoftTargets": "alllib.targets",
+}
+__all__ = [*_MODULES, *_MODELS, "fast_mode"]
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"alllib.{name}")
+    if name in _MODELS:
+        return getattr(importlib.import_module(_MODELS[name]), name)
+    raise AttributeError(f"module 'alllib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
 
 
 def fast_mode():

@@ -20,9 +20,11 @@ def _names(text):
 
 
 def main(argv=None):
-    from alllib import data, experiments
+    from alllib import configs  # no framework yet: --help and flag errors answer at once
 
-    parser = _Parser(prog="python -m alllib", description=__doc__.splitlines()[0])
+    # allow_abbrev=False: `--seed 2` is an error, not a silent `--seeds 2`.
+    parser = _Parser(prog="python -m alllib", description=__doc__.splitlines()[0],
+                     allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     compare = commands.add_parser(
         "compare",
@@ -30,15 +32,16 @@ def main(argv=None):
         description="Train the same predictor under each method (cross-entropy, label "
         "smoothing, adversarial label learning and its variants) with several seeds; write "
         "runs.csv, runs.json, summary.md and plots to --out; resume where a previous run stopped.",
+        allow_abbrev=False,
     )
     compare.add_argument(
         "--datasets", type=_names, default=["digits"],
-        help=f"comma-separated, from {', '.join(experiments.COMPARE_DATASETS)} (default: digits; "
+        help=f"comma-separated, from {', '.join(configs.COMPARE_DATASETS)} (default: digits; "
         "all but digits need tensorflow-datasets to download them)",
     )
     compare.add_argument(
-        "--methods", type=_names, default=list(experiments.METHODS),
-        help=f"comma-separated, from {', '.join(experiments.METHODS)} (default: all)",
+        "--methods", type=_names, default=list(configs.METHODS),
+        help=f"comma-separated, from {', '.join(configs.METHODS)} (default: all)",
     )
     compare.add_argument("--seeds", type=int, default=3, help="number of seeds, 0..N-1 (default: 3)")
     compare.add_argument("--epochs", type=int, default=30, help="epochs per run (default: 30)")
@@ -53,13 +56,15 @@ def main(argv=None):
     for flag in ("seeds", "epochs", "batch_size"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be a positive integer")
-    for flag, valid in (("datasets", experiments.COMPARE_DATASETS), ("methods", experiments.METHODS)):
+    for flag, valid in (("datasets", configs.COMPARE_DATASETS), ("methods", configs.METHODS)):
         unknown = [name for name in getattr(args, flag) if name not in valid]
         if unknown or not getattr(args, flag):
             parser.error(
                 f"unknown {flag[:-1]} {unknown[0]!r} for --{flag}; choose from: {', '.join(valid)}"
                 if unknown else f"--{flag} is empty; choose from: {', '.join(valid)}"
             )
+    from alllib import data, experiments
+
     try:
         summary = experiments.compare(
             datasets=args.datasets, methods=args.methods, seeds=list(range(args.seeds)),
@@ -68,8 +73,10 @@ def main(argv=None):
     except (data.DatasetUnavailable, experiments.ResultsError) as error:
         parser.error(str(error).splitlines()[0])
     print(experiments.markdown_table(summary, experiments.SUMMARY_COLUMNS))
-    print(f"\nAll runs: {os.path.join(args.out, 'runs.csv')}; summary: "
-          f"{os.path.join(args.out, 'summary.md')}")
+    print("\n" + experiments.compare_legend(args.methods, range(args.seeds)))
+    figures = [] if args.no_plots else ["comparison.png", *(f"reliability_{d}.png" for d in args.datasets)]
+    print(f"\nWritten to {args.out}: " + ", ".join(
+        ["runs.csv", "runs.json", "summary.md", "step_times.json", "probs/", *figures]))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 A configuration is a plain dict of settings (the loss, a penalty, spectral norm, minibatch
 standard deviation, discriminator steps, label smoothing, instance noise, each player's learning
-rate) that overrides some of `GAN_DEFAULTS` (`experiments.configure`), so an ablation is a dict
+rate) that overrides some of `GAN_DEFAULTS` (`configs.configure`), so an ablation is a dict
 of dicts, like `experiments.METHODS`. Every run shares the same
 MLP players, data, batch size, number of generator steps and cosine learning-rate schedule, and
 differs only in its configuration and seed.
@@ -15,35 +15,9 @@ import keras
 import numpy as np
 
 from alllib import backend, checks, data, metrics, nets
-from alllib.experiments import configure
+from alllib.configs import GAN_DEFAULTS, GAN_FIXES, configure  # noqa: F401 (public names)
 from alllib.gan import GAN
 
-# The rows of notebook 02's ablation. "minimax" is Goodfellow's original game, "non_saturating"
-# the essay's loop; every other row is the non-saturating GAN plus one fix, or the fixes that
-# replace the loss altogether (WGAN-GP, spectral norm with the hinge loss).
-GAN_FIXES = {
-    "minimax": {"loss": "minimax"},
-    "non_saturating": {},
-    "label_smoothing": {"label_smoothing": 0.1},
-    "instance_noise": {"instance_noise": 0.1},
-    "two_time_scale": {"g_learning_rate": 5e-4},
-    "d_steps_5": {"d_steps": 5},
-    "minibatch_std": {"minibatch_std": True},
-    "spectral_norm_hinge": {"loss": "hinge", "spectral_norm": True},
-    "wgan_gp": {
-        "loss": "wasserstein", "penalty": "gradient_penalty", "penalty_weight": 10.0,
-        "d_steps": 5, "d_learning_rate": 5e-4, "g_learning_rate": 5e-4, "beta_1": 0.0,
-        "beta_2": 0.9,
-    },
-    "r1": {"penalty": "r1", "penalty_weight": 0.1},
-    "r1_minibatch_std": {"penalty": "r1", "penalty_weight": 0.1, "minibatch_std": True},
-}
-
-GAN_DEFAULTS = dict(
-    loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, label_smoothing=0.0,
-    instance_noise=0.0, spectral_norm=False, minibatch_std=False, d_learning_rate=2e-3,
-    g_learning_rate=2e-3, beta_1=0.5, beta_2=0.999, d_head_start=0,
-)
 # Players: MLPs with 3 hidden layers of 256 ReLU units; 2-D noise, the same dimension as the data.
 LATENT_DIM, WIDTH, DEPTH = 2, 256, 3
 

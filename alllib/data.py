@@ -208,7 +208,8 @@ def _unavailable_message(name):
     return (
         f"Dataset {name!r} was not found on this machine and there is no network to fetch it. "
         f"Ways to get it: " + "; ".join(ways) + ". "
-        f"Or use an offline dataset instead: {OFFLINE_DATASETS} (e.g. alllib.data.load('digits'))."
+        "Or use the offline 8x8 digits instead: alllib.data.load('digits'), or on the command "
+        "line --datasets digits."
     )
 
 

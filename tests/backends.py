@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import pytest
 
@@ -28,19 +29,32 @@ def require(backend):
     if importlib.util.find_spec(backend) is None:
         if os.environ.get("ALLLIB_REQUIRE_BACKENDS") == "1":
             pytest.fail(f"backend {backend!r} is not installed but ALLLIB_REQUIRE_BACKENDS=1")
-        pytest.skip(f"backend {backend!r} is not installed (pip install {backend})")
+        how = {"jax": "pip install jax", "tensorflow": "pip install -r requirements-cpu.txt",
+               "torch": "pip install torch --index-url https://download.pytorch.org/whl/cpu"}
+        pytest.skip(f"backend {backend!r} is not installed ({how[backend]})")
 
 
-def run(backend, args, timeout=1200, **env):
-    """Run `python *args` from the repository root with KERAS_BACKEND=backend."""
+def run(backend, args, timeout=1200, echo=None, **env):
+    """Run `python *args` from the repository root with KERAS_BACKEND=backend; with `echo` (a
+    text stream), show the child's output there as it comes."""
     require(backend)
     full_env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", **env)
     if backend == "jax":
         full_env.update(JAX_CACHE_ENV)
-    result = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True, text=True,
-        timeout=timeout,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{backend}: exit {result.returncode}\n{output[-6000:]}"
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    timer = threading.Timer(timeout, process.kill)
+    timer.start()
+    chunks = []
+    try:
+        while chunk := process.stdout.read1(4096):
+            chunks.append(chunk)
+            if echo:
+                echo.write(chunk.decode(errors="replace"))
+                echo.flush()
+        returncode = process.wait()
+    finally:
+        timer.cancel()
+    output = b"".join(chunks).decode(errors="replace")
+    assert returncode == 0, f"{backend}: exit {returncode}\n{output[-6000:]}"
     return output

@@ -18,12 +18,19 @@ def cli(*args, **kwargs):
                           capture_output=True, text=True, **kwargs)
 
 
-def test_help_documents_every_flag():
+def test_help_documents_every_flag_without_starting_a_framework():
     result = cli("compare", "--help")
-    assert result.returncode == 0
+    assert result.returncode == 0 and result.stderr == ""
     for flag in ("--datasets", "--methods", "--seeds", "--epochs", "--batch-size", "--out",
                  "--no-plots"):
         assert flag in result.stdout
+    # --help and flag errors answer at once: neither imports Keras or a backend.
+    probe = ("import sys\nfrom alllib.__main__ import main\n"
+             "for argv in (['--help'], ['compare', '--help'], ['compare', '--epochs', '0']):\n"
+             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+             "print('loaded:', sorted({'keras', 'tensorflow', 'jax', 'torch'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "loaded: []", result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
@@ -34,11 +41,17 @@ def test_help_documents_every_flag():
         (["--epochs", "0"], "--epochs must be a positive integer"),
         (["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),
         (["--colour"], "unrecognized arguments: --colour"),
+        # argparse would take a prefix of --seeds for it and overwrite a summary
+        (["--seed", "2"], "unrecognized arguments: --seed 2"),
+        (["--out", "README.md"], "The output folder 'README.md' is an existing file"),
+        (["--out", "README.md/sub"], "Cannot write to the output folder 'README.md/sub'"),
     ],
 )
-def test_bad_flags_give_one_line(args, message):
+def test_bad_flags_give_one_line_and_write_nothing(args, message):
+    before = sorted(os.listdir(ROOT))
     result = cli("compare", *args)
     assert result.returncode == 2
+    assert sorted(os.listdir(ROOT)) == before  # no results/ folder or anything else left behind
     # TensorFlow's C++ runtime may print start-up lines on import; ours is one line, the last.
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], result.stderr
@@ -46,12 +59,28 @@ def test_bad_flags_give_one_line(args, message):
     assert "usage:" not in result.stderr
 
 
+def test_a_dataset_that_cannot_be_had_offline_is_refused_before_anything_runs(tmp_path):
+    from alllib import data
+
+    try:
+        data.source("mnist")
+        pytest.skip("MNIST is available here")
+    except data.DatasetUnavailable:
+        pass
+    out = tmp_path / "out"
+    result = cli("compare", "--datasets", "digits,mnist", "--out", str(out))
+    assert result.returncode == 2 and "runs to do" not in result.stdout
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert "Dataset 'mnist' was not found" in error and "--datasets digits" in error
+    assert "ring" not in error and not out.exists()
+
+
 def rows(out):
     path = os.path.join(out, "runs.json")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return json.load(f)
+    with open(path) as f:  # strict JSON: NaN or Infinity would fail here
+        return json.load(f, parse_constant=lambda name: pytest.fail(f"runs.json holds {name}"))
 
 
 def test_a_killed_sweep_resumes_without_repeating_runs(tmp_path):
@@ -80,6 +109,9 @@ def test_a_killed_sweep_resumes_without_repeating_runs(tmp_path):
         lines = f.read().strip().splitlines()
     assert len(lines) == 7 and all(line.count(",") == lines[0].count(",") for line in lines)
     assert "| digits | adversarial |" in result.stdout
+    assert "- `adversarial`: " in result.stdout and "standard deviation over 3 seeds" in result.stdout
+    assert "Written to " in result.stdout and "summary.md" in result.stdout
+    assert [r["d_acc"] for r in after if r["method"] == "ce"] == [None] * 3  # no d_acc for CE
     assert not any(name.endswith(".tmp") for name in os.listdir(out))
     assert len(os.listdir(os.path.join(out, "probs"))) == 6
     with open(os.path.join(out, "step_times.json")) as f:

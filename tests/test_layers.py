@@ -4,9 +4,11 @@ plots, the command line), which imports the core. Read from the source, no backe
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 ALLLIB = pathlib.Path(__file__).resolve().parents[1] / "alllib"
-TOOLING = {"experiments", "ablation", "plots", "__main__"}
+TOOLING = {"configs", "experiments", "ablation", "plots", "__main__"}
 CORE = ["duel", "gan", "conditional_gan", "label_learner", "losses", "targets", "nets", "checks",
         "callbacks", "metrics", "backend/__init__", "backend/tensorflow", "backend/jax",
         "backend/torch"]
@@ -39,3 +41,17 @@ def test_only_the_backend_package_imports_a_framework():
             continue
         top_level = [line for line in path.read_text().splitlines() if line.startswith(frameworks)]
         assert not top_level, (path.name, top_level)
+
+
+def test_importing_alllib_starts_no_framework_until_a_model_is_used():
+    probe = (
+        "import sys, alllib\n"
+        "from alllib import configs, data\n"
+        "frameworks = {'keras', 'tensorflow', 'jax', 'torch'}\n"
+        "print(sorted(frameworks & set(sys.modules)))\n"
+        "alllib.GAN, alllib.metrics\n"  # load on first use
+        "print('keras' in sys.modules, sorted(set(alllib.__all__) - set(dir(alllib))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ALLLIB.parent, capture_output=True,
+                            text=True)
+    assert result.stdout.split("\n")[:2] == ["[]", "True []"], result.stdout + result.stderr

@@ -14,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from alllib import backend, checks, data, metrics, nets
+from alllib import backend, callbacks, checks, data, metrics, nets
 from alllib.configs import GAN_DEFAULTS, GAN_FIXES, configure  # noqa: F401 (public names)
 from alllib.gan import GAN
 
@@ -105,7 +105,7 @@ def ablation(configs, datasets, seeds, steps, batch_size=256, steps_per_executio
             except (TypeError, ValueError) as error:
                 raise ValueError(f"Configuration {name!r} on {dataset!r}: {error}") from None
     rows, gans = [], {}
-    bar = keras.utils.Progbar(len(configs) * len(datasets) * len(seeds), unit_name="run", interval=30)
+    bar = callbacks.RunProgress(len(configs) * len(datasets) * len(seeds))
     for dataset in datasets:
         for name, config in configs.items():
             for seed in seeds:

@@ -170,6 +170,28 @@ class EpochProgress(keras.callbacks.Callback):
         print(f"epoch {done:>{width}}/{total} | {_duration(spent)}{left} | {values}", flush=True)
 
 
+class RunProgress:
+    """`EpochProgress` for a loop of whole runs (a sweep, an ablation): call `add()` after each
+    run; prints `run 3/25 | 1m 20s, about 5m 10s left` at most every `interval` seconds and at
+    the last run, in plain text (Keras's `Progbar` writes colour codes into saved notebooks)."""
+
+    def __init__(self, total, unit="run", interval=30.0):
+        self.total = checks.integer("total", total, 0)
+        self.unit, self.interval = unit, checks.number("interval", interval)
+        self.done, self._start = 0, time.perf_counter()
+        self._last = self._start
+
+    def add(self, n=1):
+        self.done += n
+        now = time.perf_counter()
+        if now - self._last < self.interval and self.done < self.total:
+            return
+        self._last, spent = now, now - self._start
+        left = (f", about {_duration(spent / self.done * (self.total - self.done))} left"
+                if self.done < self.total else "")
+        print(f"{self.unit} {self.done}/{self.total} | {_duration(spent)}{left}", flush=True)
+
+
 def _duration(seconds):
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"

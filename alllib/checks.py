@@ -70,7 +70,11 @@ def fit_arrays(x, y, validation_data=None, inputs="inputs"):
     may be None): arrays whole, a `tf.data.Dataset` by its first batch ("the {inputs} in `x`");
     nothing for a generator or `PyDataset`, whose batches are checked while tracing."""
     sets = [(x, y, "`x`", "`y`")]
-    if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2:
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) not in (2, 3):
+        raise ValueError(
+            "`validation_data` must be (x, y), or a dataset that yields (x, y) batches; received "
+            f"a {type(validation_data).__name__} of {len(validation_data)}.")
+    if isinstance(validation_data, (tuple, list)):
         sets.append((*validation_data[:2], "`validation_data[0]`", "`validation_data[1]`"))
     found = []
     for xs, ys, x_name, y_name in sets:
@@ -79,7 +83,24 @@ def fit_arrays(x, y, validation_data=None, inputs="inputs"):
             found.append((*batch, f"the {inputs} in {x_name}", f"the labels in {x_name}"))
         elif hasattr(xs, "shape"):
             found.append((np.asarray(xs), None if ys is None else np.asarray(ys), x_name, y_name))
+    for xs, _, x_name, _ in found:
+        if xs.ndim == 0 or len(xs) == 0:
+            raise ValueError(f"{x_name} is empty; received shape {xs.shape}.")
     return found
+
+
+def duel_compile_arguments(model, kwargs, prefixes):
+    """Refuse the `keras.Model.compile` arguments a duel cannot use, naming what to do instead."""
+    optimizers = ", ".join(f"{prefix}_optimizer=..." for prefix in prefixes)
+    if "optimizer" in kwargs:
+        raise TypeError(f"{model}.compile() takes one optimizer per player ({optimizers}), not "
+                        "`optimizer`.")
+    for name in ("metrics", "weighted_metrics", "loss_weights"):
+        if kwargs.get(name) is not None:
+            raise ValueError(
+                f"`{name}` is not supported by {model}.compile(): a duel logs its own players' "
+                "losses, accuracy and gradient norms; measure anything else with a callback or "
+                "after `fit` (alllib.metrics).")
 
 
 def no_weights(model, kwargs, validation_data=None):
@@ -117,6 +138,18 @@ def called(name, fn, inputs):
         return fn()
     except Exception as error:
         raise ValueError(f"`{name}` could not be called on {inputs}: {error}") from error
+
+
+def ends_in_logits(network):
+    """Refuse a discriminator whose last layer applies a sigmoid (the classic DCGAN tutorial's):
+    the adversarial losses take logits, and would read its probabilities as scores."""
+    layers = getattr(network, "layers", None)
+    activation = getattr(layers[-1] if layers else network, "activation", None)
+    if getattr(activation, "__name__", None) == "sigmoid":
+        raise ValueError(
+            "`discriminator` ends in a sigmoid, but alllib's losses take a raw score (a logit) "
+            "and apply the sigmoid themselves, more stably. Remove the final sigmoid (for "
+            "example `Dense(1)` with no activation).")
 
 
 def one_score_each(scores, batch, inputs, score="one score"):

@@ -30,7 +30,7 @@ KINDS = {
     "ce": dict(label_smoothing=0.0),
     "adversarial": dict(
         conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0,
-        loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, spectral_norm=False,
+        loss="non_saturating", penalty=None, penalty_weight=None, d_steps=1, spectral_norm=False,
     ),
 }
 
@@ -71,7 +71,7 @@ GAN_FIXES = {
 }
 
 GAN_DEFAULTS = dict(
-    loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1, label_smoothing=0.0,
+    loss="non_saturating", penalty=None, penalty_weight=None, d_steps=1, label_smoothing=0.0,
     instance_noise=0.0, spectral_norm=False, minibatch_std=False, d_learning_rate=2e-3,
     g_learning_rate=2e-3, beta_1=0.5, beta_2=0.999, d_head_start=0,
 )

@@ -78,7 +78,7 @@ class Duel(keras.Model):
         raise ValueError(f"No player is named {name!r}; the players are "
                          f"{[p.name for p in self.players]}.")
 
-    def compile(self, loss="non_saturating", penalty=None, penalty_weight=10.0, d_steps=1,
+    def compile(self, loss="non_saturating", penalty=None, penalty_weight=None, d_steps=1,
                 label_smoothing=0.0, auto_scale_loss=True, **kwargs):
         """Configure training: one optimizer per moving player, and the game.
 
@@ -86,16 +86,22 @@ class Duel(keras.Model):
             {prefix}_optimizer: each moving player's own optimizer (an instance or a name).
             loss: a name in `alllib.losses.LOSSES`, or an `alllib.losses.AdversarialLoss`.
             penalty: None, `"r1"`, `"gradient_penalty"` or a callable `penalty(score_fn, real,
-                fake, seed) -> scalar`, added to the discriminator's loss times `penalty_weight`.
+                fake, seed) -> scalar`, added to the discriminator's loss times `penalty_weight`
+                (default 10; only with a penalty).
             d_steps: discriminator updates per round.
             label_smoothing: one-sided smoothing of the real targets (logistic losses only).
             auto_scale_loss: under `"mixed_float16"`, give each player a `LossScaleOptimizer`.
             **kwargs: passed to `keras.Model.compile` (`steps_per_execution`, `jit_compile`...)."""
         optimizers = {p.prefix: kwargs.pop(f"{p.prefix}_optimizer", None)
                       for p in self.moving_players}
+        checks.duel_compile_arguments(type(self).__name__, kwargs, list(optimizers))
         self.loss_name, self.loss_fn = loss, losses.get(loss)  # as given, and resolved
         self.penalty, self.penalty_fn = penalty, losses.get_penalty(penalty)
-        self.penalty_weight = checks.number("penalty_weight", penalty_weight)
+        if penalty is None and penalty_weight is not None:
+            raise ValueError("`penalty_weight` has no effect without a `penalty`; pass "
+                             "penalty='r1' or 'gradient_penalty' too, or leave it out.")
+        self.penalty_weight = 10.0 if penalty_weight is None else checks.number(
+            "penalty_weight", penalty_weight)
         self.d_steps = checks.integer("d_steps", d_steps, 1)
         self.label_smoothing = checks.number("label_smoothing", label_smoothing, 0.0, 1.0)
         if self.label_smoothing and not self.loss_fn.logistic:
@@ -109,13 +115,21 @@ class Duel(keras.Model):
         # What `get_compile_config` saves; subclasses add their own settings to it.
         self.compile_arguments = {
             **{f"{p.prefix}_optimizer": p.optimizer for p in self.moving_players},
-            "loss": loss, "penalty": penalty, "penalty_weight": self.penalty_weight,
+            "loss": loss, "penalty": penalty, "penalty_weight": penalty_weight,
             "d_steps": self.d_steps, "label_smoothing": self.label_smoothing, **kwargs,
         }
 
     def _compile_optimizers(self, optimizers, scale_loss):
         seen = {}
         for player in self.moving_players:
+            if not player.network.trainable_variables:
+                frozen = "" if player.network.trainable else (
+                    " because its `trainable` is False (older GAN recipes froze the "
+                    "discriminator inside a combined model; each player here moves with its own "
+                    "optimizer, so set it back to True)")
+                raise ValueError(
+                    f"The {player.name} has no trainable weights{frozen}; a player that moves "
+                    "needs some (a player that never moves is `Player(..., trains=False)`).")
             optimizer = optimizers[player.prefix]
             if optimizer is None:
                 raise TypeError(
@@ -165,7 +179,10 @@ class Duel(keras.Model):
         return keras.saving.serialize_keras_object(self.compile_arguments)
 
     def compile_from_config(self, config):
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        config = keras.saving.deserialize_keras_object(config)
+        if config.get("penalty") is None:  # saved before a weight needed a penalty
+            config.pop("penalty_weight", None)
+        self.compile(**config)
 
     def play_round(self, data):
         """Make every moving player's moves for one batch; return the round's other logs."""
@@ -248,6 +265,9 @@ class Duel(keras.Model):
                 f"compile({arguments}) first."
             )
         checks.no_weights(type(self).__name__, kwargs, validation_data)
+        if not self.evaluates and (validation_split or validation_data is not None):
+            raise ValueError(self._no_evaluation(f"{type(self).__name__}.fit() takes no "
+                                                 "`validation_data` or `validation_split`"))
         for arrays in checks.fit_arrays(x, y, validation_data, self.inputs_name):
             self.check_data(*arrays)
         callbacks = list(callbacks or [])
@@ -260,6 +280,18 @@ class Duel(keras.Model):
         )
 
     inputs_name = "inputs"  # what the examples are called in `check_data`'s messages
+    evaluates = True  # False: the model has no held-out measure, so `evaluate` and validation
+    # in `fit` are refused with a message instead of failing inside Keras
+
+    def evaluate(self, *args, **kwargs):
+        if not self.evaluates:
+            raise TypeError(self._no_evaluation(f"{type(self).__name__} has no `evaluate`"))
+        return super().evaluate(*args, **kwargs)
+
+    def _no_evaluation(self, refused):
+        return (f"{refused}: its losses on held-out data say little about its samples. Measure "
+                "them with alllib.metrics (mode_coverage, a Judge's frechet_distance) or during "
+                "fit with callbacks.ImageScores or callbacks.DiscriminatorGap.")
 
     def check_data(self, x, y, x_name, y_name):
         """Raise a clear error for data `fit` cannot use, before anything is traced: NumPy `x`

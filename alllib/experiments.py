@@ -20,7 +20,7 @@ import time
 import keras
 import numpy as np
 
-from alllib import data, metrics, nets
+from alllib import callbacks, data, metrics, nets
 from alllib.configs import (  # noqa: F401 (public names)
     COMPARE_DATASETS, KINDS, METHOD_NOTES, METHODS, configure,
 )
@@ -110,7 +110,7 @@ def predict_probs(model, x, batch_size=1024):
 def sweep(methods, train, test, num_classes, seeds, epochs, batch_size=128):
     """Run every method with every seed; returns a list of rows (dicts with `method`)."""
     rows = []
-    bar = keras.utils.Progbar(len(methods) * len(seeds), unit_name="run", interval=60)
+    bar = callbacks.RunProgress(len(methods) * len(seeds), interval=60)
     for name, method in methods.items():
         for seed in seeds:
             row, _, _ = run(method, train, test, num_classes, seed, epochs, batch_size)
@@ -274,7 +274,7 @@ def compare(
                            "choose another.") from error
     if verbose:
         print(f"{len(todo)} runs to do, {len(wanted) - len(todo)} already in {out}")
-    bar = keras.utils.Progbar(len(todo), unit_name="run", interval=30) if verbose and todo else None
+    bar = callbacks.RunProgress(len(todo)) if verbose and todo else None
     for dataset in datasets:
         pending = [w for w in todo if w["dataset"] == dataset]
         timing = timings.setdefault(f"{dataset}/{backend}/batch{batch_size}",

@@ -98,6 +98,7 @@ class GAN(Duel):
             f"{self._inputs_text('a noise batch', 2)} (latent_dim={self.latent_dim})",
         )
         what = self._inputs_text(f"the generator's output of shape {tuple(samples.shape)}")
+        checks.ends_in_logits(self.discriminator)
         checks.one_score_each(
             checks.called("discriminator", lambda: self._scores(samples, labels, False), what),
             2, what, score="one score (a logit)",
@@ -109,7 +110,7 @@ class GAN(Duel):
         return self.generator(inputs, training=training)
 
     def compile(self, d_optimizer=None, g_optimizer=None, loss="non_saturating", penalty=None,
-                penalty_weight=10.0, d_steps=1, label_smoothing=0.0, instance_noise=0.0,
+                penalty_weight=None, d_steps=1, label_smoothing=0.0, instance_noise=0.0,
                 instance_noise_steps=None, ema_decay=None, **kwargs):
         """`Duel.compile` (`d_optimizer`, `g_optimizer`, `loss`, `penalty`, ...), and:
 
@@ -138,9 +139,16 @@ class GAN(Duel):
                                        "ema_decay": self.ema_decay})
 
     inputs_name = "samples"
+    evaluates = False
 
     def check_data(self, x, y, x_name, y_name):
-        """Real samples `x` (labels are ignored), shaped like the generator's output and finite."""
+        """Real samples `x` (labels are ignored): floats shaped like the generator's output,
+        finite."""
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(
+                f"{x_name} must hold floats on the generator's scale; received dtype {x.dtype}. "
+                "Scale images first, for example x.astype('float32') / 127.5 - 1 for a tanh "
+                "generator (alllib.data.load does this).")
         if tuple(x.shape[1:]) != self._sample_shape:
             raise ValueError(
                 f"{x_name} must be real samples shaped like the generator's output, "

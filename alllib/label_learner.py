@@ -174,6 +174,7 @@ class AdversarialLabelLearner(Duel):
             "discriminator", lambda: self._scores(ops.convert_to_tensor(x), vectors, False),
             f"{inputs} ({hint})",
         )
+        checks.ends_in_logits(self.discriminator)
         checks.one_score_each(scores, len(x), inputs)
         self._probed.add(signature)
 

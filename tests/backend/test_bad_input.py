@@ -43,6 +43,12 @@ def tf_data(*arrays):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(16)
 
 
+def frozen_discriminator_gan():
+    discriminator = nets.mlp_discriminator()
+    discriminator.trainable = False
+    gan(discriminator=discriminator).compile(d_optimizer="adam", g_optimizer="adam")
+
+
 def scores_per_class(inputs):
     return keras.Sequential([keras.Input(inputs), layers.Dense(2)])
 
@@ -141,6 +147,43 @@ CASES = [
      r"`validation_data\[1\]` must lie in"),
     ("learner: sample weights", lambda: make_learner().fit(x, y, sample_weight=np.ones(60)),
      "`sample_weight` is not supported"),
+    ("learner: validation_data without labels",
+     lambda: make_learner().fit(x, y, validation_data=(x,), verbose=0),
+     r"`validation_data` must be \(x, y\).*received a tuple of 1"),
+    ("learner: empty data", lambda: make_learner().fit(x[:0], y[:0]), r"`x` is empty"),
+    ("learner: evaluate on empty data", lambda: make_learner().evaluate(x[:0], y[:0]),
+     r"`x` is empty"),
+    ("learner: sigmoid discriminator", lambda: learner(discriminator=keras.Sequential(
+        [keras.Input((K,)), layers.Dense(1, activation="sigmoid")])).fit(x, y),
+     "`discriminator` ends in a sigmoid.*logit"),
+    ("learner: compile with metrics",
+     lambda: learner(compiled=False).compile(d_optimizer="adam", p_optimizer="adam",
+                                             metrics=["accuracy"]),
+     r"`metrics` is not supported by AdversarialLabelLearner.compile\(\)"),
+    ("learner: compile with one optimizer",
+     lambda: learner(compiled=False).compile(optimizer="adam", d_optimizer="adam",
+                                             p_optimizer="adam"),
+     r"takes one optimizer per player \(d_optimizer=..., p_optimizer=...\), not `optimizer`"),
+    ("GAN: compile with one optimizer", lambda: gan().compile(optimizer="adam"),
+     r"GAN.compile\(\) takes one optimizer per player \(d_optimizer=..., g_optimizer=...\)"),
+    ("GAN: compile with metrics", lambda: compiled_gan(metrics=["accuracy"]),
+     r"`metrics` is not supported by GAN.compile\(\)"),
+    ("GAN: penalty_weight without a penalty", lambda: compiled_gan(penalty_weight=1.0),
+     "`penalty_weight` has no effect without a `penalty`"),
+    ("GAN: a frozen discriminator", lambda: frozen_discriminator_gan(),
+     "The discriminator has no trainable weights because its `trainable` is False"),
+    ("GAN: validation data", lambda: make_gan().fit(ring, validation_data=(ring,)),
+     r"GAN.fit\(\) takes no `validation_data` or `validation_split`.*ImageScores"),
+    ("GAN: validation split", lambda: make_gan().fit(ring, validation_split=0.2),
+     r"GAN.fit\(\) takes no `validation_data`"),
+    ("GAN: evaluate", lambda: make_gan().evaluate(ring), "GAN has no `evaluate`"),
+    ("GAN: sigmoid discriminator", lambda: gan(discriminator=keras.Sequential(
+        [keras.Input((2,)), layers.Dense(8), layers.Dense(1), layers.Activation("sigmoid")])).compile(
+            d_optimizer="adam", g_optimizer="adam"),
+     "`discriminator` ends in a sigmoid"),
+    ("GAN: integer images", lambda: make_gan().fit(np.round(ring * 100).astype("uint8")),
+     r"`x` must hold floats on the generator's scale; received dtype uint8.*127.5"),
+    ("GAN: empty data", lambda: make_gan().fit(ring[:0]), r"`x` is empty"),
     ("data: unknown dataset", lambda: data.load("mnist2"), "Unknown dataset 'mnist2'.*digits"),
     ("data: unknown split", lambda: data.load("digits", split="validation"), "split"),
 ]

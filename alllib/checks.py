@@ -81,11 +81,13 @@ def fit_arrays(x, y, validation_data=None, inputs="inputs"):
         batch = first_batch(xs)
         if batch is not None:
             found.append((*batch, f"the {inputs} in {x_name}", f"the labels in {x_name}"))
-        elif hasattr(xs, "shape"):
-            found.append((np.asarray(xs), None if ys is None else np.asarray(ys), x_name, y_name))
+        elif all(hasattr(leaf, "shape") for leaf in keras.tree.flatten(xs)):
+            found.append((keras.tree.map_structure(np.asarray, xs),  # several inputs stay apart
+                          None if ys is None else np.asarray(ys), x_name, y_name))
     for xs, _, x_name, _ in found:
-        if xs.ndim == 0 or len(xs) == 0:
-            raise ValueError(f"{x_name} is empty; received shape {xs.shape}.")
+        for leaf in keras.tree.flatten(xs):
+            if leaf.ndim == 0 or len(leaf) == 0:
+                raise ValueError(f"{x_name} is empty; received shape {leaf.shape}.")
     return found
 
 
@@ -121,7 +123,7 @@ def first_batch(dataset):
         return None
     for batch in dataset.take(1):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        return np.asarray(x), None if y is None else np.asarray(y)
+        return keras.tree.map_structure(np.asarray, x), None if y is None else np.asarray(y)
     return None
 
 

@@ -144,6 +144,9 @@ class GAN(Duel):
     def check_data(self, x, y, x_name, y_name):
         """Real samples `x` (labels are ignored): floats shaped like the generator's output,
         finite."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{x_name} must be one array of real samples; received "
+                            f"{type(x).__name__}.")
         if not np.issubdtype(x.dtype, np.floating):
             raise TypeError(
                 f"{x_name} must hold floats on the generator's scale; received dtype {x.dtype}. "

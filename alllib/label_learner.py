@@ -133,29 +133,38 @@ class AdversarialLabelLearner(Duel):
         return super().evaluate(x, y, *args, **kwargs)
 
     def check_data(self, x, y, x_name, y_name):
-        """Integer labels in range, one per finite input; then `_probe` runs both networks."""
+        """Integer labels in range, one per finite input; then `_probe` runs both networks.
+        `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""
         y = checks.labels(y_name, y, self.num_classes)
-        if len(x) != len(y):
+        leaves = keras.tree.flatten(x)
+        if len(leaves) > 1 and self.conditional:
             raise ValueError(
-                f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."
-            )
-        checks.finite(x_name, x)
-        self._probe(x[:2])
+                f"{x_name} holds {len(leaves)} inputs, but a conditional discriminator takes "
+                "[x, label_vector] with one x; use conditional=False with a multi-input predictor.")
+        lengths = sorted({len(leaf) for leaf in leaves})
+        if lengths != [len(y)]:
+            raise ValueError(f"{x_name} and {y_name} must have the same length; received "
+                             f"{' and '.join(map(str, lengths))} and {len(y)}.")
+        for leaf in leaves:
+            checks.finite(x_name, leaf)
+        self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 
     def _probe(self, x):
-        signature = (tuple(x.shape[1:]), str(x.dtype))
+        shapes = keras.tree.map_structure(lambda a: tuple(a.shape), x)
+        signature = str(keras.tree.map_structure(lambda a: (a.shape[1:], str(a.dtype)), x))
         if signature in self._probed:  # the networks have not changed shape since
             return
+        n = len(keras.tree.flatten(x)[0])
         outputs = checks.called("predictor", lambda: self.predictor(x, training=False),
-                                f"an input batch of shape {x.shape}")
+                                f"an input batch of shape {shapes}")
         probs = ops.convert_to_numpy(ops.cast(outputs, "float32")).astype("float64")
         tolerance = _PROB_TOLERANCE_BY_DTYPE.get(
             keras.backend.standardize_dtype(outputs.dtype), _PROB_TOLERANCE
         )
-        if probs.shape != (len(x), self.num_classes):
+        if probs.shape != (n, self.num_classes):
             raise ValueError(
                 f"`predictor` must return probabilities of shape (batch, num_classes) = "
-                f"({len(x)}, {self.num_classes}); it returned shape {probs.shape}."
+                f"({n}, {self.num_classes}); it returned shape {probs.shape}."
             )
         if probs.min() < -tolerance or np.abs(probs.sum(-1) - 1).max() > tolerance:
             raise ValueError(
@@ -165,17 +174,19 @@ class AdversarialLabelLearner(Duel):
             )
         vectors = ops.convert_to_tensor(probs.astype("float32"))
         if self.conditional:
-            inputs = f"[x of shape {x.shape}, label vectors of shape {probs.shape}]"
+            inputs = f"[x of shape {shapes}, label vectors of shape {probs.shape}]"
             hint = "A conditional discriminator takes two inputs, [x, label_vector]."
         else:
             inputs = f"label vectors of shape {probs.shape}"
             hint = "With conditional=False it takes the label vector alone."
         scores = checks.called(
-            "discriminator", lambda: self._scores(ops.convert_to_tensor(x), vectors, False),
+            "discriminator",
+            lambda: self._scores(keras.tree.map_structure(ops.convert_to_tensor, x), vectors,
+                                 False),
             f"{inputs} ({hint})",
         )
         checks.ends_in_logits(self.discriminator)
-        checks.one_score_each(scores, len(x), inputs)
+        checks.one_score_each(scores, n, inputs)
         self._probed.add(signature)
 
     def get_config(self):

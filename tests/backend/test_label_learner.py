@@ -286,3 +286,34 @@ def test_config_round_trip():
     assert (clone.num_classes, clone.conditional, clone.ce_weight) == (K, True, 0.5)
     assert clone.targets.get_config() == {"epsilon": 0.2, "concentration": 10.0}
     assert [v.shape for v in clone.weights] == [v.shape for v in learner.weights]
+
+
+@pytest.mark.parametrize("structure", ["list", "dict"])
+def test_a_multi_input_predictor_trains_evaluates_and_is_checked(structure):
+    """Several inputs (a list or a dict of arrays) go to the predictor as Keras models take them;
+    the data checks look at each input."""
+    x, y = blobs()
+    first, second = keras.Input((2,), name="first"), keras.Input((2,), name="second")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([first, second]))
+    predictor = keras.Model([first, second] if structure == "list" else
+                            {"first": first, "second": second},
+                            keras.layers.Dense(K, activation="softmax")(hidden))
+    inputs = ([x[:, :2], x[:, 2:]] if structure == "list" else
+              {"first": x[:, :2], "second": x[:, 2:]})
+    learner = alllib.AdversarialLabelLearner(predictor, nets.label_discriminator(K, width=16), K,
+                                             ce_weight=1.0)
+    learner.compile(d_optimizer="adam", p_optimizer="adam")
+    history = learner.fit(inputs, y, batch_size=60, epochs=2, verbose=0)
+    assert np.isfinite(history.history["p_loss"]).all()
+    assert set(learner.evaluate(inputs, y, return_dict=True, verbose=0)) >= {"accuracy", "nll"}
+    short = keras.tree.map_structure(lambda a: a[:-1], inputs)
+    with pytest.raises(ValueError, match=r"must have the same length; received 239 and 240"):
+        learner.fit(short, y, verbose=0)
+    bad = keras.tree.map_structure(lambda a: np.where(a > 3.5, np.nan, a), inputs)
+    with pytest.raises(ValueError, match=r"NaN or infinite"):
+        learner.fit(bad, y, verbose=0)
+    conditional = alllib.AdversarialLabelLearner(
+        predictor, nets.label_discriminator(K, input_shape=(4,)), K, conditional=True)
+    conditional.compile(d_optimizer="adam", p_optimizer="adam")
+    with pytest.raises(ValueError, match="holds 2 inputs, but a conditional discriminator"):
+        conditional.fit(inputs, y, verbose=0)

@@ -317,3 +317,17 @@ def test_a_multi_input_predictor_trains_evaluates_and_is_checked(structure):
     conditional.compile(d_optimizer="adam", p_optimizer="adam")
     with pytest.raises(ValueError, match="holds 2 inputs, but a conditional discriminator"):
         conditional.fit(inputs, y, verbose=0)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_eager_mode_trains_as_compiled_mode_does(conditional):
+    """`run_eagerly=True`, what users debug with: eager JAX hands the step NumPy batches."""
+    x, y = blobs(120)
+    logs = []
+    for eager in (False, True):
+        learner = make_learner(conditional=conditional, penalty="r1")
+        learner.compile(d_optimizer=keras.optimizers.Adam(1e-3),
+                        p_optimizer=keras.optimizers.Adam(1e-3), penalty="r1", run_eagerly=eager)
+        history = learner.fit(x, y, batch_size=60, epochs=2, shuffle=False, verbose=0).history
+        logs.append([history[k][-1] for k in ("d_loss", "p_loss")])
+    np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-5)

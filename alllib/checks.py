@@ -62,7 +62,18 @@ def label_batch(labels):
             "labels must be integer class labels of shape (batch,) or (batch, 1); received a "
             f"batch of shape {shape}. For one-hot labels pass `labels.argmax(-1)`."
         )
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if "int" not in dtype:  # a cast would truncate 2.7 to class 2 silently
+        raise ValueError(f"labels must have an integer dtype (class indices); received a batch "
+                         f"of {dtype}.")
     return keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
+
+
+def no_batch_weights(model, sample_weight):
+    """Refuse sample weights that arrive inside the data, as `fit(sample_weight=...)` is."""
+    if sample_weight is not None:
+        raise ValueError(f"The data yields sample weights, (x, y, weights); {model} weights "
+                         "every example equally: yield (x, y).")
 
 
 def fit_arrays(x, y, validation_data=None, inputs="inputs"):
@@ -122,7 +133,8 @@ def first_batch(dataset):
     if not (hasattr(dataset, "take") and hasattr(dataset, "element_spec")):
         return None
     for batch in dataset.take(1):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(batch)
+        no_batch_weights("this model", weights)
         return keras.tree.map_structure(np.asarray, x), None if y is None else np.asarray(y)
     return None
 

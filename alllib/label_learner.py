@@ -90,7 +90,7 @@ class AdversarialLabelLearner(Duel):
         return (adversarial + self.ce_weight * ce if self.ce_weight else adversarial), ()
 
     def play_round(self, data):
-        x, labels, _ = _tensors(data)
+        x, labels = _tensors(data)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         # One predictor pass serves both players (its weights do not change in between, so this
         # equals two passes, cheaper): constants for the discriminator, differentiated later.
@@ -112,7 +112,7 @@ class AdversarialLabelLearner(Duel):
         return backend.test_step(self, self._evaluate_batch, args)
 
     def _evaluate_batch(self, data):
-        x, labels, _ = _tensors(data)
+        x, labels = _tensors(data)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         accuracy = self._trackers["accuracy"]
@@ -194,11 +194,12 @@ class AdversarialLabelLearner(Duel):
 
 
 def _tensors(data):
-    """A batch's inputs as tensors and its labels checked. Eager JAX hands `train_step` NumPy
-    arrays, which a conditional discriminator cannot take in one list with tensors."""
+    """A batch's inputs as tensors and its labels checked; weights refused. Eager JAX hands
+    `train_step` NumPy arrays, which a conditional discriminator cannot take in a list with
+    tensors."""
     x, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    x = keras.tree.map_structure(ops.convert_to_tensor, x)
-    return x, checks.label_batch(labels), sample_weight
+    checks.no_batch_weights("AdversarialLabelLearner", sample_weight)
+    return keras.tree.map_structure(ops.convert_to_tensor, x), checks.label_batch(labels)
 
 
 def _correct(probs, labels):

@@ -147,6 +147,15 @@ CASES = [
      r"`validation_data\[1\]` must lie in"),
     ("learner: sample weights", lambda: make_learner().fit(x, y, sample_weight=np.ones(60)),
      "`sample_weight` is not supported"),
+    ("learner: float labels from a generator", lambda: make_learner().fit(
+        ((x[:30], y[:30].astype("float32")) for _ in range(2)), steps_per_epoch=2, verbose=0),
+     "labels must have an integer dtype .*float32"),
+    ("learner: sample weights from a generator", lambda: make_learner().fit(
+        ((x[:30], y[:30], np.ones(30)) for _ in range(2)), steps_per_epoch=2, verbose=0),
+     r"The data yields sample weights, \(x, y, weights\)"),
+    ("learner: sample weights in tf.data",
+     lambda: make_learner().fit(tf_data(x, y, np.ones(60, "float32")), verbose=0),
+     r"The data yields sample weights"),
     ("learner: validation_data without labels",
      lambda: make_learner().fit(x, y, validation_data=(x,), verbose=0),
      r"`validation_data` must be \(x, y\).*received a tuple of 1"),

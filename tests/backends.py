@@ -43,7 +43,8 @@ def run(backend, args, timeout=1200, echo=None, **env):
         full_env.update(JAX_CACHE_ENV)
     process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    timer = threading.Timer(timeout, process.kill)
+    timed_out = []
+    timer = threading.Timer(timeout, lambda: (timed_out.append(True), process.kill()))
     timer.start()
     chunks = []
     try:
@@ -56,5 +57,6 @@ def run(backend, args, timeout=1200, echo=None, **env):
     finally:
         timer.cancel()
     output = b"".join(chunks).decode(errors="replace")
-    assert returncode == 0, f"{backend}: exit {returncode}\n{output[-6000:]}"
+    status = f"killed after {timeout} s" if timed_out else f"exit {returncode}"
+    assert returncode == 0, f"{backend}: {status}\n{output[-6000:]}"
     return output

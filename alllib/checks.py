@@ -1,6 +1,10 @@
 """Argument checks shared by alllib's public entry points: one clear message per mistake."""
 
+import contextlib
+import copy
+import inspect
 import numbers
+import re
 
 import keras
 import numpy as np
@@ -54,8 +58,8 @@ def labels(name, y, num_classes):
 
 
 def label_batch(labels):
-    """A train step's batch of integer labels as a flat int32 tensor. Arrays are checked whole
-    before `fit` (`labels`); a generator's batches get only this check, while tracing."""
+    """A train step's batch of integer labels as a flat int32 tensor, checked while tracing
+    (values are checked on the host: `labels` for arrays, `streamed_labels` for streams)."""
     shape = tuple(labels.shape)
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
         raise ValueError(
@@ -69,6 +73,97 @@ def label_batch(labels):
     return keras.ops.reshape(keras.ops.cast(labels, "int32"), (-1,))
 
 
+_STREAM_ERROR = "alllib: "  # marks a streamed batch's error raised inside a tf.data pipeline
+
+
+def streamed_labels(data, name, num_classes):
+    """`data` with every batch's labels checked as the batch is read, on the host, before the
+    step that would train on it: a `tf.data.Dataset` asserts in its pipeline, a generator or a
+    `PyDataset` is wrapped; anything else is returned as it is (arrays are checked whole)."""
+    if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
+        import tensorflow as tf  # a tf.data pipeline is TensorFlow on every backend
+
+        def check(index, batch):
+            y = keras.utils.unpack_x_y_sample_weight(batch)[1]
+            if y is None:
+                return batch
+            low, high = tf.reduce_min(y), tf.reduce_max(y)
+            message = tf.strings.format(
+                _STREAM_ERROR + "the labels of batch {} of " + name + " must lie in "
+                f"[0, num_classes) = [0, {num_classes}); found values from {{}} to {{}}.",
+                (index, low, high))
+            ok = tf.logical_and(low >= 0, high < num_classes)
+            with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+                return tf.nest.map_structure(tf.identity, batch)
+
+        return data.enumerate().map(check)
+
+    def check(batch, index):
+        y = keras.utils.unpack_x_y_sample_weight(batch)[1]
+        try:
+            labels(f"the labels of batch {index} of {name}", y, num_classes)
+        except ValueError as error:  # marked: TensorFlow may carry it inside its own error
+            raise ValueError(_STREAM_ERROR + str(error)) from None
+        return batch
+
+    if inspect.isgenerator(data):
+        return (check(batch, index) for index, batch in enumerate(data))
+    if isinstance(data, keras.utils.PyDataset):
+        return _CheckedPyDataset(data, check)
+    if type(data).__name__ == "DataLoader" and type(data).__module__.startswith("torch."):
+        return _checked_loader(data, check)
+    return data
+
+
+def _checked_loader(loader, check):
+    """A copy of a PyTorch `DataLoader` whose batches pass through `check(batch, index)`."""
+    class CheckedLoader(type(loader)):
+        def __iter__(self):
+            return (check(batch, index) for index, batch in enumerate(super().__iter__()))
+
+    checked = copy.copy(loader)
+    checked.__class__ = CheckedLoader
+    return checked
+
+
+class _CheckedPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` whose batches pass through `check(batch, index)`."""
+
+    def __init__(self, dataset, check):
+        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
+                         max_queue_size=dataset.max_queue_size)
+        self.dataset, self.check = dataset, check
+
+    def __len__(self):
+        return len(self.dataset)
+
+    @property
+    def num_batches(self):
+        return self.dataset.num_batches
+
+    def __getitem__(self, index):
+        return self.check(self.dataset[index], index)
+
+    def on_epoch_begin(self):
+        self.dataset.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+@contextlib.contextmanager
+def stream_errors():
+    """Turn a streamed batch's failed check, which TensorFlow reports inside its own error,
+    back into the one-line `ValueError` it is."""
+    try:
+        yield
+    except Exception as error:
+        found = re.search(re.escape(_STREAM_ERROR) + r"(.*?\.)(?=\]|$)", str(error), re.M)
+        if found is None:
+            raise
+        raise ValueError(found.group(1)) from None
+
+
 def no_batch_weights(model, sample_weight):
     """Refuse sample weights that arrive inside the data, as `fit(sample_weight=...)` is."""
     if sample_weight is not None:
@@ -79,7 +174,7 @@ def no_batch_weights(model, sample_weight):
 def fit_arrays(x, y, validation_data=None, inputs="inputs"):
     """The data `fit` will use, as NumPy `(x, y, x_name, y_name)` to check before tracing (`y`
     may be None): arrays whole, a `tf.data.Dataset` by its first batch ("the {inputs} in `x`");
-    nothing for a generator or `PyDataset`, whose batches are checked while tracing."""
+    nothing for a generator or `PyDataset` (a model's `check_stream` checks batches as read)."""
     sets = [(x, y, "`x`", "`y`")]
     if isinstance(validation_data, (tuple, list)) and len(validation_data) not in (2, 3):
         raise ValueError(

@@ -5,6 +5,7 @@ so the players' optimizers join in one compiled `MultiOptimizer`; each move step
 Under `"mixed_float16"` each has its own dynamic loss scale: their gradients differ in size."""
 
 import threading
+import warnings
 
 import keras
 from keras import ops
@@ -206,7 +207,8 @@ class Duel(keras.Model):
         else:
             outputs, pullback = through
             _, (loss, aux), output_grads = backend.tensor_gradient(scaled, outputs)
-            grads = pullback(output_grads)
+            grads = [None] * len(variables) if output_grads is None else pullback(output_grads)
+        grads = _zeros_where_unreached(player, grads, variables)
         logged = _unscaled(optimizer, grads)  # read before the step changes the scale
         backend.apply_gradients(optimizer, grads, variables)
         self._this_round.moves[player.prefix] = (loss, global_norm(logged))
@@ -270,23 +272,30 @@ class Duel(keras.Model):
                                                  "`validation_data` or `validation_split`"))
         for arrays in checks.fit_arrays(x, y, validation_data, self.inputs_name):
             self.check_data(*arrays)
+        x = self.check_stream(x, "`x`")
+        if validation_data is not None and not isinstance(validation_data, (tuple, list)):
+            validation_data = self.check_stream(validation_data, "`validation_data`")
         callbacks = list(callbacks or [])
         if not any(isinstance(c, (DivergenceGuard, keras.callbacks.TerminateOnNaN))
                    for c in callbacks):
             callbacks.append(DivergenceGuard())
-        return super().fit(
-            x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-            validation_split=validation_split, validation_data=validation_data, **kwargs,
-        )
+        with checks.stream_errors():
+            return super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data, **kwargs,
+            )
 
     inputs_name = "inputs"  # what the examples are called in `check_data`'s messages
     evaluates = True  # False: the model has no held-out measure, so `evaluate` and validation
     # in `fit` are refused with a message instead of failing inside Keras
 
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, x=None, *args, **kwargs):
         if not self.evaluates:
             raise TypeError(self._no_evaluation(f"{type(self).__name__} has no `evaluate`"))
-        return super().evaluate(*args, **kwargs)
+        if not kwargs.get("_use_cached_eval_dataset"):  # else fit's, checked in `fit`
+            x = self.check_stream(x, "`x`")
+        with checks.stream_errors():
+            return super().evaluate(x, *args, **kwargs)
 
     def _no_evaluation(self, refused):
         return (f"{refused}: its losses on held-out data say little about its samples. Measure "
@@ -296,6 +305,11 @@ class Duel(keras.Model):
     def check_data(self, x, y, x_name, y_name):
         """Raise a clear error for data `fit` cannot use, before anything is traced: NumPy `x`
         and `y` (or None), named `x_name` and `y_name` (`checks.fit_arrays`). Nothing here."""
+
+    def check_stream(self, data, name):
+        """Streamed data (a dataset or generator, named `name`) made to check each batch as it
+        is read, for what `check_data` checks once for arrays. Nothing here: returns `data`."""
+        return data
 
     def get_config(self):
         """The base config, the seed, and each network under its player's name (for `__init__`)."""
@@ -342,6 +356,22 @@ class PlayerOptimizers(keras.optimizers.MultiOptimizer):
         return super().variables + [
             v for o in self.loss_scale_optimizers for v in (o.step_counter, o.dynamic_scale)
         ]
+
+
+def _zeros_where_unreached(player, grads, variables):
+    """Refuse a move whose loss reaches none of the player's weights (a network downstream that
+    ignores its input); warn about some (an unused layer), which then get zero gradients."""
+    unreached = [v.path for g, v in zip(grads, variables) if g is None]
+    if len(unreached) == len(variables):
+        raise ValueError(
+            f"The {player.name}'s loss does not depend on any of its weights, so it cannot learn. "
+            "Check that every network between it and its loss uses its input (a discriminator "
+            "that ignores its input cuts the path).")
+    if unreached:
+        warnings.warn(f"The {player.name}'s loss does not reach {len(unreached)} of its weights "
+                      f"({', '.join(unreached)}); they get zero gradients (an unused layer?).",
+                      stacklevel=2)
+    return [ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
 
 
 def _inner(optimizer):

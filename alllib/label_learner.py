@@ -147,6 +147,9 @@ class AdversarialLabelLearner(Duel):
             checks.finite(x_name, leaf)
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 
+    def check_stream(self, data, name):
+        return checks.streamed_labels(data, name, self.num_classes)
+
     def _probe(self, x):
         shapes = keras.tree.map_structure(lambda a: tuple(a.shape), x)
         signature = str(keras.tree.map_structure(lambda a: (a.shape[1:], str(a.dtype)), x))

@@ -3,11 +3,13 @@ Two things a duel needs differ between frameworks: "differentiate this loss with
 variables only" and the `train_step` signature (JAX passes the model's state in and wants it
 back). Each file answers with this interface; the rest of alllib is written once in `keras.ops`.
 - `gradients(loss_fn, variables) -> (loss, aux, grads)`: run `loss_fn() -> (loss, aux)` and
-  differentiate the loss with respect to `variables` only.
+  differentiate the loss with respect to `variables` only; None for a variable it does not reach.
 - `forward(fn, variables) -> (outputs, pullback)`: run `fn()` once; `pullback(output_grads)`
-  later gives the gradients of `sum(outputs * output_grads)` with respect to `variables`.
+  later gives the gradients of `sum(outputs * output_grads)` with respect to `variables` (None
+  where unreached).
 - `tensor_gradient(loss_fn, tensor, differentiable=False) -> (loss, aux, grad)`: the same for
-  `loss_fn(tensor)` and `tensor`; `differentiable=True` (penalties) keeps `grad` differentiable.
+  `loss_fn(tensor)` and `tensor` (None if unreached); `differentiable=True` (penalties) keeps
+  `grad` differentiable.
 - `apply_gradients(optimizer, grads, variables)`: one optimizer step, outside autograd.
 - `SeedGenerator`: a `keras.random.SeedGenerator` drawing differently on `tf.distribute` replicas.
 - `train_step(model, round_fn, args)`, `test_step(model, batch_fn, args)`: call `round_fn(data)

@@ -4,6 +4,7 @@ differentiates only pure functions: the round runs in a `keras.StatelessScope` h
 variable's incoming value, and each differentiation in a scope nested in it (`_pure`)."""
 
 import jax
+import jax.extend.core
 import keras
 from keras.src.backend.common.stateless_scope import get_stateless_scope  # Keras's own stack
 
@@ -16,14 +17,27 @@ def gradients(loss_fn, variables):
     pure, values, commit = _pure(loss_fn, variables)
     (loss, (aux, writes)), grads = jax.value_and_grad(pure, has_aux=True)(values)
     commit(writes)
-    return loss, aux, grads
+    return loss, aux, _none_where_unreached(pure, values, grads)
 
 
 def forward(fn, variables):
     pure, values, commit = _pure(lambda: (fn(), ()), list(variables))
     outputs, vjp, (_, writes) = jax.vjp(pure, values, has_aux=True)
     commit(writes)
-    return outputs, lambda g: vjp(g)[0]
+    return outputs, lambda g: _none_where_unreached(pure, values, vjp(g)[0])
+
+
+def _none_where_unreached(pure, values, grads):
+    """JAX gives zeros where the other backends say None: the output of `pure(values)` does not
+    depend on that value. Read the dependence off the traced program, walking back from the
+    output (a nested call counts as using all its inputs, which can only keep a value)."""
+    program, shapes = jax.make_jaxpr(pure, return_shape=True)(values)
+    program, outputs = program.jaxpr, len(jax.tree.leaves(shapes[0]))
+    live = {v for v in program.outvars[:outputs] if isinstance(v, jax.extend.core.Var)}
+    for equation in reversed(program.eqns):
+        if any(v in live for v in equation.outvars):
+            live.update(v for v in equation.invars if isinstance(v, jax.extend.core.Var))
+    return [g if v in live else None for g, v in zip(grads, program.invars)]
 
 
 def tensor_gradient(loss_fn, tensor, differentiable=False):
@@ -31,7 +45,7 @@ def tensor_gradient(loss_fn, tensor, differentiable=False):
     pure, _, commit = _pure(loss_fn, [])
     (loss, (aux, writes)), grad = jax.value_and_grad(lambda t: pure([], t), has_aux=True)(tensor)
     commit(writes)
-    return loss, aux, grad
+    return loss, aux, _none_where_unreached(lambda ts: pure([], ts[0]), [tensor], [grad])[0]
 
 
 def apply_gradients(optimizer, grads, variables):

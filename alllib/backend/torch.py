@@ -11,7 +11,7 @@ def gradients(loss_fn, variables):
     variables = list(variables)
     loss, aux = loss_fn()
     grads = torch.autograd.grad(loss, [v.value for v in variables], allow_unused=True)
-    return loss, aux, _zeros_for_none(grads, variables)
+    return loss, aux, list(grads)
 
 
 def forward(fn, variables):
@@ -19,10 +19,9 @@ def forward(fn, variables):
     outputs = fn()
 
     def pullback(g):
-        grads = torch.autograd.grad(
+        return list(torch.autograd.grad(
             outputs, [v.value for v in variables], grad_outputs=g, allow_unused=True
-        )
-        return _zeros_for_none(grads, variables)
+        ))
 
     return outputs, pullback
 
@@ -30,7 +29,8 @@ def forward(fn, variables):
 def tensor_gradient(loss_fn, tensor, differentiable=False):
     tensor = tensor.detach().requires_grad_(True)
     loss, aux = loss_fn(tensor)
-    return loss, aux, torch.autograd.grad(loss, tensor, create_graph=differentiable)[0]
+    return loss, aux, torch.autograd.grad(loss, tensor, create_graph=differentiable,
+                                          allow_unused=True)[0]
 
 
 def apply_gradients(optimizer, grads, variables):
@@ -45,7 +45,3 @@ def train_step(model, round_fn, args):
 
 test_step = train_step
 
-
-def _zeros_for_none(grads, variables):
-    # As on the other backends, a variable the loss does not reach gets zeros, not None.
-    return [keras.ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]

@@ -14,6 +14,25 @@ from test_label_learner import K, blobs, make_learner
 
 x, y = blobs(60)
 ring = ring_batch(64)
+y_late = y.copy()
+y_late[50] = K  # out of range in a later batch only: the first batch's check passes
+
+
+def batches(x, y, size=20):
+    """A generator of (x, y) batches, once through."""
+    return ((x[i:i + size], y[i:i + size]) for i in range(0, len(x), size))
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x, y, size=20):
+        super().__init__()
+        self.x, self.y, self.size = x, y, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, i):
+        return self.x[i * self.size:(i + 1) * self.size], self.y[i * self.size:(i + 1) * self.size]
 
 
 def learner(predictor=None, discriminator=None, num_classes=K, compiled=True, **kwargs):
@@ -43,10 +62,50 @@ def tf_data(*arrays):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(16)
 
 
+def torch_loader(x, y):
+    torch = pytest.importorskip("torch")
+    return torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=20)
+
+
 def frozen_discriminator_gan():
     discriminator = nets.mlp_discriminator()
     discriminator.trainable = False
     gan(discriminator=discriminator).compile(d_optimizer="adam", g_optimizer="adam")
+
+
+class Blind(keras.Model):
+    """A discriminator that ignores its input: no loss through it reaches the other player."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.score = layers.Dense(1)
+
+    def call(self, inputs, training=False):
+        return self.score(keras.ops.ones_like(keras.tree.flatten(inputs)[-1][:, :1]))
+
+
+class Unused(keras.Model):
+    """An MLP generator with a layer it never calls."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.net, self.unused = nets.mlp_generator(LATENT), layers.Dense(3)
+        self.unused.build((None, LATENT))
+
+    def call(self, z, training=False):
+        return self.net(z, training=training)
+
+
+def built(network, shape):
+    network(np.zeros(shape, "float32"))
+    return network
+
+
+def blind_gan(**compile_arguments):
+    model = gan(discriminator=Blind())
+    model.compile(d_optimizer="adam", g_optimizer="adam", **compile_arguments)
+    model.fit(ring, epochs=1, verbose=0)
 
 
 def scores_per_class(inputs):
@@ -139,7 +198,22 @@ CASES = [
      r"the labels in `x` must lie in \[0, num_classes\)"),
     ("learner: labels of a generator", lambda: make_learner().fit(
         ((x, np.eye(K)[y]) for _ in range(2)), steps_per_epoch=2, epochs=1, verbose=0),
-     r"labels must be integer class labels.*\((60|None), 3\)"),
+     r"labels .*must be integer class labels.*\((60|None), 3\)"),
+    ("learner: a later tf.data batch out of range",
+     lambda: make_learner().fit(tf_data(x, y_late), verbose=0),
+     r"the labels of batch 3 of `x` must lie in \[0, num_classes\) = \[0, 3\); found values "
+     "from 0 to 3"),
+    ("learner: a later generator batch out of range",
+     lambda: make_learner().fit(batches(x, y_late), verbose=0), r"labels of batch 2 of `x`"),
+    ("learner: a PyDataset batch out of range",
+     lambda: make_learner().fit(Batches(x, y_late), verbose=0), r"labels of batch 2 of `x`"),
+    ("learner: a DataLoader batch out of range",
+     lambda: make_learner().fit(torch_loader(x, y_late), verbose=0), r"labels of batch 2 of `x`"),
+    ("learner: a later validation batch out of range",
+     lambda: make_learner().fit(x, y, validation_data=tf_data(x, y_late), verbose=0),
+     r"labels of batch 3 of `validation_data` must lie in"),
+    ("learner: evaluate on a generator with a bad batch",
+     lambda: make_learner().evaluate(batches(x, y_late), verbose=0), r"labels of batch 2 of `x`"),
     ("learner: bad evaluate labels", lambda: make_learner().evaluate(x, y + 5, verbose=0),
      r"`y` must lie in \[0, num_classes\)"),
     ("learner: bad validation labels",
@@ -149,7 +223,7 @@ CASES = [
      "`sample_weight` is not supported"),
     ("learner: float labels from a generator", lambda: make_learner().fit(
         ((x[:30], y[:30].astype("float32")) for _ in range(2)), steps_per_epoch=2, verbose=0),
-     "labels must have an integer dtype .*float32"),
+     "labels .*must have an integer dtype .*float32"),
     ("learner: sample weights from a generator", lambda: make_learner().fit(
         ((x[:30], y[:30], np.ones(30)) for _ in range(2)), steps_per_epoch=2, verbose=0),
      r"The data yields sample weights, \(x, y, weights\)"),
@@ -193,6 +267,13 @@ CASES = [
     ("GAN: integer images", lambda: make_gan().fit(np.round(ring * 100).astype("uint8")),
      r"`x` must hold floats on the generator's scale; received dtype uint8.*127.5"),
     ("GAN: empty data", lambda: make_gan().fit(ring[:0]), r"`x` is empty"),
+    ("GAN: a discriminator that ignores its input", blind_gan,
+     "The generator's loss does not depend on any of its weights.*ignores its input"),
+    ("GAN: the same, with a gradient penalty", lambda: blind_gan(penalty="r1"),
+     "The generator's loss does not depend on any of its weights"),
+    ("learner: a discriminator that ignores its input",
+     lambda: learner(discriminator=built(Blind(), (1, K))).fit(x, y, verbose=0),
+     "The predictor's loss does not depend on any of its weights"),
     ("data: unknown dataset", lambda: data.load("mnist2"), "Unknown dataset 'mnist2'.*digits"),
     ("data: unknown split", lambda: data.load("digits", split="validation"), "split"),
 ]
@@ -202,3 +283,30 @@ CASES = [
 def test_bad_input_is_explained(action, message):
     with pytest.raises((ValueError, TypeError), match=message):
         action()
+
+
+def test_a_bad_streamed_batch_stops_training_before_it_is_trained_on():
+    """The check runs as the batch is read: the good batches before it have trained, the bad one
+    never reaches a step, and the model keeps what it learned."""
+    good = make_learner()
+    good.fit(batches(x[:40], y[:40]), verbose=0)  # the two batches before the bad one
+    model = make_learner()
+    with pytest.raises(ValueError, match="labels of batch 2 of `x`"):
+        model.fit(batches(x, y_late), verbose=0)
+    assert int(model.optimizer.iterations) == int(good.optimizer.iterations)
+    for a, b in zip(good.predictor.get_weights(), model.predictor.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    model.fit(x, y, epochs=1, verbose=0)  # still usable
+
+
+def test_weights_a_loss_does_not_reach_are_named():
+    generator = Unused()
+    generator(np.zeros((1, LATENT), "float32"))
+    model = gan(generator=generator)
+    model.compile(d_optimizer="adam", g_optimizer="adam")
+    before = [w.copy() for w in generator.unused.get_weights()]
+    with pytest.warns(UserWarning, match=r"The generator's loss does not reach 2 of its weights "
+                                         r"\(.*kernel, .*bias\); they get zero gradients"):
+        model.fit(ring, epochs=1, verbose=0)
+    for a, b in zip(before, generator.unused.get_weights()):
+        np.testing.assert_array_equal(a, b)  # zero gradients, and Adam has no weight decay

@@ -2,6 +2,7 @@
 a 2-D discriminator's value surface."""
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
 import numpy as np
 
 
@@ -81,9 +82,10 @@ def show_image_scores(records, axes=None):
     return axes
 
 
-def reliability_diagram(probs, labels, ax=None, title=None, bins=15):
+def reliability_diagram(probs, labels, ax=None, title=None, bins=15, min_count=10):
     """Accuracy against confidence per equal-width bin, with the diagonal of perfect calibration
-    and the ECE in the title; bar widths are the bins, shading shows how full each bin is."""
+    and the ECE in the title. Each bar is labelled with its number of examples; a bin holding
+    fewer than `min_count` is drawn hollow, since its accuracy is mostly noise."""
     from alllib import metrics
 
     count, confidence, correct = metrics.calibration_bins(probs, labels, bins)
@@ -92,14 +94,19 @@ def reliability_diagram(probs, labels, ax=None, title=None, bins=15):
     edges = np.linspace(0, 1, bins + 1)
     filled = count > 0
     accuracy = np.divide(correct, count, out=np.zeros(bins), where=filled)
-    shade = 0.25 + 0.75 * count / max(count.max(), 1)
     ax.bar(edges[:-1], accuracy, width=1 / bins, align="edge", edgecolor="black",
-           color=[(0.12, 0.47, 0.71, a) for a in shade], label="accuracy")
+           color=["tab:blue" if n >= min_count else "none" for n in count])
+    for left, height, n in zip(edges[:-1], accuracy, count):
+        if n:
+            ax.text(left + 0.5 / bins, min(height, 0.8) + 0.02, f"{n:.0f}", rotation=90,
+                    ha="center", va="bottom", fontsize=6)
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ece = metrics.expected_calibration_error(probs, labels, bins)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
            title=f"{title + ': ' if title else ''}ECE {ece:.3f}")
-    ax.legend(loc="upper left", fontsize=8)
+    handles = [Patch(facecolor=face, edgecolor="black", label=f"accuracy, {n} examples")
+               for face, n in (("tab:blue", f">= {min_count}"), ("none", f"< {min_count}"))]
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + handles, loc="upper left", fontsize=7)
     return ax
 
 
@@ -132,8 +139,14 @@ def compare_bars(summary, columns=("accuracy", "nll", "ece")):
                    yerr=[entries[d][column + "_std"] for d in datasets if d in entries],
                    capsize=3, label=method)
         ax.set(xticks=range(len(datasets)), xticklabels=datasets, title=column)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+        values = np.array([e[column] for e in summary], dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values) and values.max() > 20 * values.min():  # one bar would flatten the rest
+            ax.set_yscale("log")
+            ax.set_title(f"{column} (log scale)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=len(methods),
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 

@@ -109,46 +109,18 @@ def streamed_labels(data, name, num_classes):
     if inspect.isgenerator(data):
         return (check(batch, index) for index, batch in enumerate(data))
     if isinstance(data, keras.utils.PyDataset):
-        return _CheckedPyDataset(data, check)
-    if type(data).__name__ == "DataLoader" and type(data).__module__.startswith("torch."):
-        return _checked_loader(data, check)
-    return data
-
-
-def _checked_loader(loader, check):
-    """A copy of a PyTorch `DataLoader` whose batches pass through `check(batch, index)`."""
-    class CheckedLoader(type(loader)):
-        def __iter__(self):
-            return (check(batch, index) for index, batch in enumerate(super().__iter__()))
-
-    checked = copy.copy(loader)
-    checked.__class__ = CheckedLoader
+        class Checked(type(data)):
+            def __getitem__(self, index):
+                return check(super().__getitem__(index), index)
+    elif type(data).__name__ == "DataLoader" and type(data).__module__.startswith("torch."):
+        class Checked(type(data)):
+            def __iter__(self):
+                return (check(batch, index) for index, batch in enumerate(super().__iter__()))
+    else:
+        return data
+    checked = copy.copy(data)  # the same object, its batches checked
+    checked.__class__ = Checked
     return checked
-
-
-class _CheckedPyDataset(keras.utils.PyDataset):
-    """A `PyDataset` whose batches pass through `check(batch, index)`."""
-
-    def __init__(self, dataset, check):
-        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
-                         max_queue_size=dataset.max_queue_size)
-        self.dataset, self.check = dataset, check
-
-    def __len__(self):
-        return len(self.dataset)
-
-    @property
-    def num_batches(self):
-        return self.dataset.num_batches
-
-    def __getitem__(self, index):
-        return self.check(self.dataset[index], index)
-
-    def on_epoch_begin(self):
-        self.dataset.on_epoch_begin()
-
-    def on_epoch_end(self):
-        self.dataset.on_epoch_end()
 
 
 @contextlib.contextmanager

@@ -78,8 +78,9 @@ _STREAM_ERROR = "alllib: "  # marks a streamed batch's error raised inside a tf.
 
 def streamed_labels(data, name, num_classes):
     """`data` with every batch's labels checked as the batch is read, on the host, before the
-    step that would train on it: a `tf.data.Dataset` asserts in its pipeline, a generator or a
-    `PyDataset` is wrapped; anything else is returned as it is (arrays are checked whole)."""
+    step that would train on it: a `tf.data.Dataset` asserts in its pipeline; a generator, a
+    `PyDataset` or a PyTorch `DataLoader` passes its batches through `check`; anything else is
+    returned as it is (arrays are checked whole, by `labels`)."""
     if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
         import tensorflow as tf  # a tf.data pipeline is TensorFlow on every backend
 

@@ -77,46 +77,44 @@ _STREAM_ERROR = "alllib: "  # marks a streamed batch's error raised inside a tf.
 
 
 def streamed_labels(data, name, num_classes):
-    """`data` with every batch's labels checked as the batch is read, on the host, before the
-    step that would train on it: a `tf.data.Dataset` asserts in its pipeline; a generator, a
-    `PyDataset` or a PyTorch `DataLoader` passes its batches through `check`; anything else is
-    returned as it is (arrays are checked whole, by `labels`)."""
-    if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
-        import tensorflow as tf  # a tf.data pipeline is TensorFlow on every backend
-
-        def check(index, batch):
-            y = keras.utils.unpack_x_y_sample_weight(batch)[1]
-            if y is None:
-                return batch
-            low, high = tf.reduce_min(y), tf.reduce_max(y)
-            message = tf.strings.format(
-                _STREAM_ERROR + "the labels of batch {} of " + name + " must lie in "
-                f"[0, num_classes) = [0, {num_classes}); found values from {{}} to {{}}.",
-                (index, low, high))
-            ok = tf.logical_and(low >= 0, high < num_classes)
-            with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-                return tf.nest.map_structure(tf.identity, batch)
-
-        return data.enumerate().map(check)
-
-    def check(batch, index):
-        y = keras.utils.unpack_x_y_sample_weight(batch)[1]
+    """`data` with every batch's labels checked by `labels` as the batch is read, on the host,
+    before the step that would train on it: a `tf.data.Dataset` in its pipeline; a generator, a
+    `PyDataset` or a PyTorch `DataLoader` as it yields; anything else is returned as it is
+    (arrays are checked whole)."""
+    def check(y, index):
         try:
             labels(f"the labels of batch {index} of {name}", y, num_classes)
         except ValueError as error:  # marked: TensorFlow may carry it inside its own error
             raise ValueError(_STREAM_ERROR + str(error)) from None
+        return True
+
+    def checked_batch(batch, index):
+        y = keras.utils.unpack_x_y_sample_weight(batch)[1]
+        if y is not None:
+            check(y, index)
         return batch
 
+    if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
+        import tensorflow as tf  # a tf.data pipeline is TensorFlow on every backend
+
+        def in_pipeline(index, batch):
+            y = keras.utils.unpack_x_y_sample_weight(batch)[1]
+            if y is None:
+                return batch
+            with tf.control_dependencies([tf.numpy_function(check, [y, index], tf.bool)]):
+                return tf.nest.map_structure(tf.identity, batch)
+
+        return data.enumerate().map(in_pipeline)
     if inspect.isgenerator(data):
-        return (check(batch, index) for index, batch in enumerate(data))
+        return (checked_batch(batch, index) for index, batch in enumerate(data))
     if isinstance(data, keras.utils.PyDataset):
         class Checked(type(data)):
             def __getitem__(self, index):
-                return check(super().__getitem__(index), index)
+                return checked_batch(super().__getitem__(index), index)
     elif type(data).__name__ == "DataLoader" and type(data).__module__.startswith("torch."):
         class Checked(type(data)):
             def __iter__(self):
-                return (check(batch, index) for index, batch in enumerate(super().__iter__()))
+                return (checked_batch(b, index) for index, b in enumerate(super().__iter__()))
     else:
         return data
     checked = copy.copy(data)  # the same object, its batches checked

@@ -8,7 +8,7 @@ import importlib
 import os
 
 _MODULES = ("ablation", "callbacks", "configs", "data", "experiments", "losses", "metrics",
-            "nets", "plots")
+            "nets", "plots", "stats")
 _MODELS = {
     "ConditionalGAN": "alllib.conditional_gan", "Duel": "alllib.duel", "Player": "alllib.duel",
     "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",

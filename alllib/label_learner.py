@@ -10,7 +10,7 @@ from keras import ops
 
 from alllib import backend, checks, losses
 from alllib.duel import Duel, Player
-from alllib.metrics import CalibrationError
+from alllib.metrics import NLL_FLOOR, CalibrationError
 from alllib.targets import SoftTargets
 
 _PROB_TOLERANCE = 1e-3
@@ -117,7 +117,7 @@ class AdversarialLabelLearner(Duel):
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         accuracy = self._trackers["accuracy"]
         accuracy.update_state(_correct(probs, labels))
-        self.nll_tracker.update_state(cross_entropy(one_hot, probs))
+        self.nll_tracker.update_state(cross_entropy(one_hot, probs, eps=NLL_FLOOR))
         self.ece_tracker.update_state(labels, probs)
         return {t.name: t.result() for t in (accuracy, self.nll_tracker, self.ece_tracker)}
 

@@ -11,11 +11,11 @@ import os
 import keras
 import numpy as np
 from keras import ops
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import linear_sum_assignment, minimize_scalar
 
 from alllib import backend, losses, nets
+from alllib.stats import ECE_BINS, NLL_FLOOR
 
-ECE_BINS = 15
 
 
 def mode_coverage(samples, centres, std):
@@ -253,11 +253,40 @@ def accuracy(probs, labels):
     return float((probs.argmax(1) == labels).mean())
 
 
-def nll(probs, labels, eps=1e-7):
-    """Mean negative log-likelihood of the true class (probabilities clipped at `eps`)."""
+def nll(probs, labels, floor=NLL_FLOOR):
+    """Mean negative log-likelihood of the true class, its probability floored at `floor`: the
+    smallest normal float32, so a probability that underflowed to 0 costs 87.3 nats. Keras's
+    1e-7 would cap every example at 16.1 nats and make all confidently wrong models look alike."""
     probs, labels = _check_probs(probs, labels)
     true_class = probs[np.arange(len(labels)), labels].astype("float64")
-    return float(-np.log(np.clip(true_class, eps, 1.0)).mean())
+    return float(-np.log(np.clip(true_class, floor, 1.0)).mean())
+
+
+def fit_temperature(probs, labels):
+    """Temperature scaling (Guo et al. 2017): the T > 0 that minimises the NLL of
+    softmax(log(probs) / T) on held-out data. Fit it on the validation split, apply it to the
+    test split with `scale_temperature`; T > 1 softens an overconfident model, T < 1 sharpens
+    an underconfident one. Accuracy is unchanged: dividing by T keeps the ranking."""
+    probs, labels = _check_probs(probs, labels)
+    logits = np.log(np.clip(probs.astype("float64"), NLL_FLOOR, 1.0))
+    result = minimize_scalar(
+        lambda log_t: nll(_softmax(logits / np.exp(log_t)), labels),
+        bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+    )
+    return float(np.exp(result.x))
+
+
+def scale_temperature(probs, temperature):
+    """`probs` recalibrated: softmax(log(probs) / temperature)."""
+    if not temperature > 0:
+        raise ValueError(f"`temperature` must be positive; received {temperature}.")
+    logits = np.log(np.clip(np.asarray(probs, "float64"), NLL_FLOOR, 1.0))
+    return _softmax(logits / temperature)
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def calibration_bins(probs, labels, bins=ECE_BINS):
@@ -377,11 +406,16 @@ def global_norm(grads):
 
 def predictor_gradient_norms(learner, x, y):
     """Norms of an `AdversarialLabelLearner`'s predictor gradient from each term of its loss, on
-    one batch `(x, y)`.
+    one batch `(x, y)`, and the adversarial gradient factored at the probabilities.
 
     Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
-    and `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's
-    push comes from the discriminator. Runs eagerly, in inference mode, and changes nothing.
+    `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's push comes
+    from the discriminator; `probability_gradient`, the norm of the adversarial loss's gradient
+    with respect to the predicted probabilities (how much the discriminator's verdict would
+    change), and `softmax_gain`, the norm of that gradient carried back through the softmax to
+    the logits over its own norm (how much of it the softmax lets through; small when the
+    outputs are saturated). The predictor's gradient is the product of the two, times the
+    network's own Jacobian. Runs eagerly, in inference mode, and changes nothing.
     """
     learner.check_data(np.asarray(x), np.asarray(y), "`x`", "`y`")
     one_hot = ops.one_hot(ops.convert_to_tensor(np.reshape(y, -1), "int32"), learner.num_classes)
@@ -397,4 +431,14 @@ def predictor_gradient_norms(learner, x, y):
         norms[term] = float(ops.convert_to_numpy(global_norm(grads)))
     total = norms["adversarial"] + norms["ce"]
     norms["adversarial_share"] = norms["adversarial"] / total if total else float("nan")
+
+    probs = ops.cast(learner.predictor(x, training=False), "float32")
+    _, _, grad = backend.tensor_gradient(
+        lambda p: (learner.predictor_terms(x, one_hot, p, training=False)[0], ()), probs)
+    p = ops.convert_to_numpy(probs).astype("float64")
+    g = np.zeros_like(p) if grad is None else ops.convert_to_numpy(grad).astype("float64")
+    to_logits = p * (g - (p * g).sum(-1, keepdims=True))  # the softmax Jacobian's transpose times g
+    norms["probability_gradient"] = float(np.linalg.norm(g))
+    norms["softmax_gain"] = (float(np.linalg.norm(to_logits) / norms["probability_gradient"])
+                             if norms["probability_gradient"] else float("nan"))
     return norms

@@ -1,5 +1,6 @@
 """Backend-free helpers: per-step history, classifier metrics, sweep summaries."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -45,6 +46,30 @@ def test_ece_on_a_hand_computed_case():
     assert metrics.nll(probs, labels) == pytest.approx(-np.mean(np.log([0.9, 0.1, 0.6, 0.5])))
 
 
+def test_nll_floor_tells_confidently_wrong_models_apart():
+    labels = np.array([0, 0])
+    barely = np.array([[1e-9, 1 - 1e-9]] * 2)
+    never = np.array([[0.0, 1.0]] * 2)
+    assert metrics.nll(barely, labels) == pytest.approx(-np.log(1e-9))  # not capped at 16.1
+    assert metrics.nll(never, labels) == pytest.approx(-np.log(np.finfo("float32").tiny))
+
+
+def test_temperature_scaling_recovers_the_temperature_of_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (20000, 5))
+    true = metrics._softmax(logits)
+    labels = (true.cumsum(1) < rng.uniform(size=(len(true), 1))).sum(1)  # drawn from `true`
+    overconfident = metrics._softmax(3 * logits)
+    temperature = metrics.fit_temperature(overconfident, labels)
+    assert temperature == pytest.approx(3, rel=0.05)
+    scaled = metrics.scale_temperature(overconfident, temperature)
+    np.testing.assert_array_equal(scaled.argmax(1), overconfident.argmax(1))
+    assert metrics.nll(scaled, labels) < metrics.nll(overconfident, labels)
+    assert metrics.expected_calibration_error(scaled, labels) < 0.02
+    with pytest.raises(ValueError, match="`temperature` must be positive"):
+        metrics.scale_temperature(overconfident, 0.0)
+
+
 def test_upper_bin_edges_belong_to_their_bin():
     count, _, _ = metrics.calibration_bins(np.array([[1.0, 0.0], [0.2, 0.8]]), np.array([0, 1]))
     assert count[-1] == 1 and count[11] == 1  # 0.8 = 12/15 closes bin 11, (11/15, 12/15]
@@ -76,3 +101,15 @@ def test_unknown_method_settings_are_explained():
         experiments.build({"conditonal": True}, (4,), 3, seed=0)
     with pytest.raises(ValueError, match="Unknown method kind 'svm'"):
         experiments.build({"kind": "svm"}, (4,), 3, seed=0)
+    with pytest.raises(ValueError, match="Unknown predictor 'resnet'; expected one of"):
+        experiments.build({"kind": "ce", "predictor": "resnet"}, (4,), 3, seed=0)
+
+
+def test_the_predictor_is_a_setting_of_every_method():
+    """An MLP unless a method asks for the convnet, whatever the image size."""
+    for kind in ("ce", "adversarial"):
+        mlp = experiments.build({"kind": kind}, (28, 28, 1), 10, seed=0)
+        conv = experiments.build({"kind": kind, "predictor": "conv"}, (28, 28, 1), 10, seed=0)
+        layers = [lambda m: m.layers, lambda m: m.predictor.layers][kind == "adversarial"]
+        assert not any(isinstance(l, keras.layers.Conv2D) for l in layers(mlp))
+        assert any(isinstance(l, keras.layers.Conv2D) for l in layers(conv))

@@ -305,6 +305,33 @@ class DiscriminatorGap(keras.callbacks.Callback):
         self.records.append((epoch + 1, training, fresh))
 
 
+class GradientProbe(keras.callbacks.Callback):
+    """Every `every` training steps, `metrics.predictor_gradient_norms` of an
+    `AdversarialLabelLearner` on one fixed batch `(x, y)`: the predictor's gradient from each
+    term and the adversarial gradient factored at the softmax, to see *why* a gradient vanishes.
+    Runs eagerly between steps (it waits for the device), so keep `every` in the dozens.
+
+    After `fit`, `steps` holds the global step of each probe and `values[key]` the norms.
+    """
+
+    def __init__(self, x, y, every=50):
+        super().__init__()
+        self.x, self.y = np.asarray(x), np.asarray(y)
+        self.every = checks.integer("every", every, 1)
+        self.steps, self.values, self._offset, self._done = [], {}, 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._offset = self._done
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self._offset + min(batch + 1, (self.params or {}).get("steps") or batch + 1)
+        if done // self.every > self._done // self.every:
+            for key, value in metrics.predictor_gradient_norms(self.model, self.x, self.y).items():
+                self.values.setdefault(key, []).append(value)
+            self.steps.append(done)
+        self._done = done
+
+
 class DivergenceGuard(keras.callbacks.Callback):
     """Stop training when a loss or gradient norm went NaN or infinite, naming players and steps.
 

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 import alllib
-from alllib import metrics, nets
+from alllib import backend, metrics, nets
 
 K = 3
 
@@ -238,6 +238,26 @@ def test_gradient_norms_split_the_hybrid_loss():
     assert 0 < hybrid["adversarial_share"] < 1 and hybrid["ce"] > 0
 
 
+def test_the_adversarial_gradient_factors_at_the_softmax():
+    """probability_gradient * softmax_gain is the norm of the adversarial loss's gradient with
+    respect to the logits, computed here by differentiating through a softmax."""
+    x, y = blobs(64)
+    learner = make_learner()
+    norms = metrics.predictor_gradient_norms(learner, x, y)
+    output = learner.predictor.layers[-1]  # Dense with a softmax: take its logits apart
+    hidden = keras.Model(learner.predictor.inputs, output.input)
+    one_hot = ops.one_hot(ops.convert_to_tensor(y), K)
+    x_tensor = ops.convert_to_tensor(x)
+    logits = ops.matmul(hidden(x_tensor, training=False), output.kernel) + output.bias
+    _, _, grad = backend.tensor_gradient(
+        lambda z: (learner.predictor_terms(x_tensor, one_hot, ops.softmax(z), False)[0], ()),
+        logits)
+    through_softmax = np.linalg.norm(ops.convert_to_numpy(grad))
+    assert norms["probability_gradient"] > 0 and 0 < norms["softmax_gain"] < 1
+    assert norms["probability_gradient"] * norms["softmax_gain"] == pytest.approx(
+        through_softmax, rel=1e-3)
+
+
 @pytest.mark.one_backend  # Keras's own fit on a plain discriminator
 def test_a_fresh_discriminator_sees_the_wrong_class_only_with_the_input():
     """Labels shifted by one class look as label-like as the true ones: a fresh label-only
@@ -331,3 +351,17 @@ def test_eager_mode_trains_as_compiled_mode_does(conditional):
         history = learner.fit(x, y, batch_size=60, epochs=2, shuffle=False, verbose=0).history
         logs.append([history[k][-1] for k in ("d_loss", "p_loss")])
     np.testing.assert_allclose(logs[0], logs[1], rtol=1e-4, atol=1e-5)
+
+
+def test_the_gradient_probe_reads_the_weights_of_the_step_it_probes():
+    """Probes every 3 steps over 2 epochs of 5 steps; the last probe (step 9 of 10) is taken on
+    the weights as they were then, so it differs from a probe of the final weights."""
+    x, y = blobs(80)
+    learner = make_learner()
+    probe = alllib.callbacks.GradientProbe(x[:32], y[:32], every=3)
+    learner.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[probe])
+    assert probe.steps == [3, 6, 9]
+    assert set(probe.values) >= {"adversarial", "probability_gradient", "softmax_gain"}
+    assert len(set(probe.values["adversarial"])) == 3  # the weights moved between probes
+    final = metrics.predictor_gradient_norms(learner, x[:32], y[:32])["adversarial"]
+    assert final != pytest.approx(probe.values["adversarial"][-1], rel=1e-6)

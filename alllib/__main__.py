@@ -37,7 +37,8 @@ def main(argv=None):
     compare.add_argument(
         "--datasets", type=_names, default=["digits"],
         help=f"comma-separated, from {', '.join(configs.COMPARE_DATASETS)} (default: digits; "
-        "all but digits need tensorflow-datasets to download them)",
+        "fashion_mnist reads Debian's dataset-fashion-mnist package offline; mnist and cifar10 "
+        "need tensorflow-datasets to download them)",
     )
     compare.add_argument(
         "--methods", type=_names, default=list(configs.METHODS),
@@ -73,7 +74,7 @@ def main(argv=None):
     except (data.DatasetUnavailable, experiments.ResultsError) as error:
         parser.error(str(error).splitlines()[0])
     print(experiments.markdown_table(summary, experiments.SUMMARY_COLUMNS))
-    print("\n" + experiments.compare_legend(args.methods, range(args.seeds)))
+    print("\n" + experiments.compare_legend(args.methods, range(args.seeds), args.datasets))
     figures = [] if args.no_plots else ["comparison.png", *(f"reliability_{d}.png" for d in args.datasets)]
     print(f"\nWritten to {args.out}: " + ", ".join(
         ["runs.csv", "runs.json", "summary.md", "step_times.json", "probs/", *figures]))

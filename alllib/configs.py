@@ -27,9 +27,9 @@ COMPARE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 
 # Each kind's defaults: a method overrides some of them.
 KINDS = {
-    "ce": dict(label_smoothing=0.0),
+    "ce": dict(label_smoothing=0.0, predictor="mlp"),
     "adversarial": dict(
-        conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0,
+        predictor="mlp", conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0,
         loss="non_saturating", penalty=None, penalty_weight=None, d_steps=1, spectral_norm=False,
     ),
 }

@@ -32,23 +32,27 @@ class ResultsError(ValueError):
     """A results file of `compare` that cannot be read."""
 
 
-def make_predictor(input_shape, num_classes):
-    """The predictor every method shares: an MLP for small inputs (8x8 digits), a small
-    convnet for MNIST- and CIFAR-sized images."""
-    if len(input_shape) == 3 and input_shape[0] >= 16:
-        return nets.conv_predictor(input_shape, num_classes)
-    return nets.mlp_predictor(input_shape, num_classes)
+PREDICTORS = {"mlp": nets.mlp_predictor, "conv": nets.conv_predictor}
+
+
+def make_predictor(name, input_shape, num_classes):
+    """A method's predictor: `"mlp"` (two hidden layers of 128; every sweep, as it trains on
+    Fashion-MNIST in seconds per epoch on a CPU) or `"conv"` (two conv blocks, for final rows
+    and GPUs; a few minutes per Fashion-MNIST epoch on 2 CPU cores)."""
+    if name not in PREDICTORS:
+        raise ValueError(f"Unknown predictor {name!r}; expected one of {sorted(PREDICTORS)}.")
+    return PREDICTORS[name](input_shape, num_classes)
 
 
 def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
     """The compiled model for `method` at `seed`: a dict with `kind` (`"ce"` or, by default,
     `"adversarial"`) and settings that override that kind's defaults in `KINDS`."""
-    keras.utils.set_random_seed(seed)
-    predictor = make_predictor(input_shape, num_classes)
     kind = method.get("kind", "adversarial") if isinstance(method, dict) else "adversarial"
     if kind not in KINDS:
         raise ValueError(f"Unknown method kind {kind!r}; expected one of {sorted(KINDS)}.")
     s = configure(method, {"kind": kind, **KINDS[kind]}, f"kind {kind!r}", argument="method")
+    keras.utils.set_random_seed(seed)
+    predictor = make_predictor(s["predictor"], input_shape, num_classes)
     if kind == "ce":
         predictor.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
@@ -74,13 +78,16 @@ def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
     return learner
 
 
-def run(method, train, test, num_classes, seed, epochs, batch_size=128, callbacks=()):
-    """Train `method` once and measure it on `test`. Returns `(row, model, history)`."""
+def run(method, train, test, num_classes, seed, epochs, batch_size=128, callbacks=(),
+        validation_data=None):
+    """Train `method` once and measure it on `test` (the validation split while choosing).
+    `validation_data`, `(x, y)` with integer labels, adds per-epoch validation logs to the
+    history. Returns `(row, model, history)`."""
     (x, y), (x_test, y_test) = train, test
     model = build(method, x.shape[1:], num_classes, seed)
     start = time.perf_counter()
     history = _fit(model, x, y, num_classes, batch_size=batch_size, epochs=epochs, shuffle=True,
-                   callbacks=list(callbacks))
+                   callbacks=list(callbacks), validation_data=validation_data)
     seconds = time.perf_counter() - start
     probs = predict_probs(model, x_test)
     predicted = probs.argmax(1)
@@ -209,11 +216,14 @@ def interleaved_medians(sides, repeats, warm_up=True):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def _fit(model, x, y, num_classes, **fit_kwargs):
+def _fit(model, x, y, num_classes, validation_data=None, **fit_kwargs):
     """`fit` with integer labels for the learner, one-hot ones for a cross-entropy model."""
     if not isinstance(model, AdversarialLabelLearner):
         y = keras.utils.to_categorical(y, num_classes)
-    return model.fit(x, y, verbose=0, **fit_kwargs)
+        if validation_data is not None:
+            validation_data = (validation_data[0],
+                               keras.utils.to_categorical(validation_data[1], num_classes))
+    return model.fit(x, y, verbose=0, validation_data=validation_data, **fit_kwargs)
 
 
 # -- the resumable comparison ------------------------------------------------------------------
@@ -309,19 +319,21 @@ def compare(
         for entry in summarize([r for r in selected if r["dataset"] == dataset], SUMMARY_COLUMNS):
             summary.append({"dataset": dataset, **entry,
                             "step_time_ratio": ratios.get(entry["method"], float("nan"))})
-    text = markdown_table(summary, SUMMARY_COLUMNS) + "\n\n" + compare_legend(methods, seeds)
+    text = markdown_table(summary, SUMMARY_COLUMNS) + "\n\n" + compare_legend(methods, seeds, datasets)
     _atomic_write(os.path.join(out, "summary.md"), text + "\n")
     if plots:
         _plot(summary, out, datasets, methods, seeds[0], config)
     return summary
 
 
-def compare_legend(methods, seeds):
+def compare_legend(methods, seeds, datasets=("digits",)):
     """What `compare`'s table means, in a few Markdown lines."""
+    digits = (" The digits test set has 360 images, so accuracy moves in steps of 0.003 and can "
+              "tie exactly across seeds while NLL and ECE move." if "digits" in datasets else "")
     lines = [f"- `{m}`: {METHOD_NOTES[m]}" for m in methods] + [
+        "- Every method trains the same predictor, an MLP with two hidden layers of 128 units.",
         f"- Each cell is the mean ± the sample standard deviation over {len(seeds)} seeds, which "
-        "change the initialisation and the data order. The digits test set has 360 images, so "
-        "accuracy moves in steps of 0.003 and can tie exactly across seeds while NLL and ECE move.",
+        f"change the initialisation and the data order.{digits}",
         "- `seconds_per_epoch` is wall time; `step time / CE` is each method's training step "
         "time over cross-entropy's, measured side by side in one process.",
         "- Notebook 05 runs this comparison with 60 epochs and 5 seeds "

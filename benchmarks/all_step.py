@@ -1,7 +1,7 @@
 """What does the adversarial label learner cost per step, relative to plain cross-entropy?
 
-The same predictor (`alllib.nets.conv_predictor`, the one `alllib.experiments` uses for
-MNIST-sized images) is trained by `fit` under each method on the same batch, in one process,
+The same predictor (`alllib.nets.conv_predictor`, the `"predictor": "conv"` of
+`alllib.experiments`) is trained by `fit` under each method on the same batch, in one process,
 interleaved, on the current Keras backend (KERAS_BACKEND); see `experiments.step_times`. The
 discriminators are `alllib.nets.label_discriminator` (width 64): label-only for the essay's
 learner, `[x, label_vector]` for the conditional ones. Their multiply-accumulates per example
@@ -58,7 +58,7 @@ def main():
     args = parser.parse_args()
 
     shape, classes = SHAPES[args.shape], 10
-    predictor = experiments.make_predictor(shape, classes)
+    predictor = experiments.make_predictor("conv", shape, classes)
     label_only = nets.label_discriminator(classes)
     conditional = nets.label_discriminator(classes, input_shape=shape)
     print(f"backend {keras.backend.backend()} | {args.shape}-sized input {shape} | batch {args.batch}")

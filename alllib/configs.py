@@ -31,6 +31,7 @@ KINDS = {
     "adversarial": dict(
         predictor="mlp", conditional=False, epsilon=0.1, concentration=50.0, ce_weight=0.0,
         loss="non_saturating", penalty=None, penalty_weight=None, d_steps=1, spectral_norm=False,
+        batch_frequencies=False,
     ),
 }
 

@@ -63,6 +63,7 @@ def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
         num_classes,
         input_shape=input_shape if s["conditional"] else None,
         spectral_norm=s["spectral_norm"],
+        batch_frequencies=s["batch_frequencies"],
     )
     targets = SoftTargets(s["epsilon"], s["concentration"] if s["epsilon"] > 0 else None)
     learner = AdversarialLabelLearner(

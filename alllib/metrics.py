@@ -373,7 +373,8 @@ def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, see
     `fake` are lists of arrays in that order."""
     if nets.scores_depend_on_batch(discriminator):
         raise ValueError(
-            "`discriminator` has a MinibatchStdDev layer, so its scores depend on how real and "
+            "`discriminator` has a layer that looks across the batch (MinibatchStdDev or "
+            "BatchFrequencies), so its scores depend on how real and "
             "generated examples are mixed in a batch; use one without it for this check."
         )
     keras.utils.set_random_seed(seed)  # note: resets Python, NumPy and backend global seeds

@@ -1,5 +1,6 @@
 """Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors and
-label-vector discriminators for adversarial label learning; `SpectralDense`, `MinibatchStdDev`."""
+label-vector discriminators for adversarial label learning; `SpectralDense`, `MinibatchStdDev`,
+`BatchFrequencies`."""
 
 import keras
 from keras import layers, ops
@@ -141,10 +142,26 @@ class MinibatchStdDev(layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 1)
 
 
+@keras.saving.register_keras_serializable(package="alllib")
+class BatchFrequencies(layers.Layer):
+    """Append the batch's mean label vector, its class frequencies, to every label vector: a
+    discriminator then sees a predictor that puts every example in one class, which no
+    per-example judge of label vectors can (such a collapse is not an equilibrium of the game)."""
+
+    def call(self, inputs):
+        mean = ops.mean(ops.cast(inputs, "float32"), axis=0, keepdims=True)
+        return ops.concatenate([inputs, ops.ones_like(inputs) * ops.cast(mean, inputs.dtype)], -1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2 * input_shape[-1])
+
+
 def scores_depend_on_batch(model):
-    """True when `model` contains a `MinibatchStdDev` layer: its score for one example then
-    depends on the rest of the batch, so it cannot be read as a function of single points."""
-    return any(isinstance(layer, MinibatchStdDev) for layer in model._flatten_layers())
+    """True when `model` contains a `MinibatchStdDev` or `BatchFrequencies` layer: its score for
+    one example then depends on the rest of the batch, so it cannot be read as a function of
+    single points."""
+    return any(isinstance(layer, (MinibatchStdDev, BatchFrequencies))
+               for layer in model._flatten_layers())
 
 
 def _unit(x):
@@ -172,14 +189,16 @@ def conv_predictor(input_shape, num_classes, width=32, name="predictor"):
 
 
 def label_discriminator(
-    num_classes, input_shape=None, width=64, depth=2, spectral_norm=False, name="discriminator"
+    num_classes, input_shape=None, width=64, depth=2, spectral_norm=False, batch_frequencies=False,
+    name="discriminator",
 ):
     """Label vector -> one logit: is this a (softened) true label or a prediction? With
     `input_shape` it is conditional: called on `[x, label_vector]`, it embeds the flattened `x`
-    with one dense layer. `spectral_norm` makes every dense layer a `SpectralDense`."""
+    with one dense layer. `spectral_norm` makes every dense layer a `SpectralDense`;
+    `batch_frequencies` shows it the batch's class frequencies (`BatchFrequencies`)."""
     dense = SpectralDense if spectral_norm else layers.Dense
     labels = keras.Input((num_classes,))
-    x = labels
+    x = BatchFrequencies()(labels) if batch_frequencies else labels
     if input_shape is not None:
         features = keras.Input(input_shape)
         embedded = dense(width, activation="relu")(layers.Flatten()(features))

@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 import alllib
-from alllib import backend, metrics, nets
+from alllib import backend, experiments, metrics, nets
 
 K = 3
 
@@ -365,3 +365,28 @@ def test_the_gradient_probe_reads_the_weights_of_the_step_it_probes():
     assert len(set(probe.values["adversarial"])) == 3  # the weights moved between probes
     final = metrics.predictor_gradient_norms(learner, x[:32], y[:32])["adversarial"]
     assert final != pytest.approx(probe.values["adversarial"][-1], rel=1e-6)
+
+
+def test_batch_frequencies_show_a_collapse_to_every_example(tmp_path):
+    collapsed = np.eye(K, dtype="float32")[[1] * 6]
+    balanced = np.eye(K, dtype="float32")[np.arange(6) % K]
+    layer = nets.BatchFrequencies()
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(collapsed))[:, K:], collapsed)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(balanced))[:, K:], np.full((6, K), 1 / K),
+                               rtol=1e-6)
+    # One example's score moves with another example's vector: the gradient crosses the batch.
+    discriminator = nets.label_discriminator(K, width=8, batch_frequencies=True)
+    _, _, grad = backend.tensor_gradient(
+        lambda v: (ops.sum(discriminator(v)[0]), ()), ops.convert_to_tensor(balanced))
+    assert np.abs(ops.convert_to_numpy(grad)[1:]).max() > 0
+    with pytest.raises(ValueError, match="looks across the batch"):
+        metrics.fresh_discriminator(discriminator, balanced, collapsed)
+    # The learner trains with it, and saves and reloads it.
+    learner = experiments.build({"batch_frequencies": True}, (4,), K, seed=0)
+    x, y = blobs()
+    learner.fit(x, y, batch_size=60, epochs=2, verbose=0)
+    assert any(isinstance(l, nets.BatchFrequencies) for l in learner.discriminator.layers)
+    learner.save(tmp_path / "learner.keras")
+    reloaded = keras.saving.load_model(tmp_path / "learner.keras")
+    np.testing.assert_allclose(ops.convert_to_numpy(reloaded.discriminator(balanced)),
+                               ops.convert_to_numpy(learner.discriminator(balanced)), rtol=1e-5)

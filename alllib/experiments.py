@@ -57,6 +57,7 @@ def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
         predictor.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=s["label_smoothing"]),
+            metrics=["accuracy"],  # logged like the learner's, for validation curves
         )
         return predictor
     discriminator = nets.label_discriminator(
@@ -115,13 +116,20 @@ def predict_probs(model, x, batch_size=1024):
     ])
 
 
-def sweep(methods, train, test, num_classes, seeds, epochs, batch_size=128):
-    """Run every method with every seed; returns a list of rows (dicts with `method`)."""
+def sweep(methods, train, test, num_classes, seeds, epochs, batch_size=128, details=False):
+    """Run every method with every seed; returns a list of rows (dicts with `method`). With
+    `details`, each row also holds `curve`, the accuracy on `test` after every epoch, and
+    `probs`, the final predictions on `test`: sweep on a validation split to choose epochs and
+    settings, and keep the test set for the final comparison."""
     rows = []
     bar = callbacks.RunProgress(len(methods) * len(seeds), interval=60)
     for name, method in methods.items():
         for seed in seeds:
-            row, _, _ = run(method, train, test, num_classes, seed, epochs, batch_size)
+            row, model, history = run(method, train, test, num_classes, seed, epochs, batch_size,
+                                      validation_data=test if details else None)
+            if details:
+                row["curve"] = [float(v) for v in history.history["val_accuracy"]]
+                row["probs"] = predict_probs(model, test[0])
             rows.append({"method": name, **row})
             bar.add(1)
     return rows

@@ -113,3 +113,17 @@ def test_the_predictor_is_a_setting_of_every_method():
         layers = [lambda m: m.layers, lambda m: m.predictor.layers][kind == "adversarial"]
         assert not any(isinstance(l, keras.layers.Conv2D) for l in layers(mlp))
         assert any(isinstance(l, keras.layers.Conv2D) for l in layers(conv))
+
+
+def test_a_detailed_sweep_keeps_validation_curves_and_predictions():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = (3 * np.eye(4)[y] + rng.standard_normal((300, 4))).astype("float32")
+    train, val = (x[:200], y[:200]), (x[200:], y[200:])
+    rows = experiments.sweep({"ce": {"kind": "ce"}, "adversarial": {"conditional": True}},
+                             train, val, 3, seeds=[0], epochs=2, details=True)
+    for row in rows:
+        assert len(row["curve"]) == 2 and row["probs"].shape == (100, 3)
+        # the last point of the curve is the row's own accuracy on the same data
+        assert row["curve"][-1] == pytest.approx(row["accuracy"], abs=1e-6)
+        assert metrics.accuracy(row["probs"], val[1]) == row["accuracy"]

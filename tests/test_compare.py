@@ -136,3 +136,21 @@ def test_adding_a_method_times_it_and_keeps_the_others(tmp_path):
         f.write("[{")  # a damaged results file gets a clear error, not a traceback
     with pytest.raises(experiments.ResultsError, match="not valid JSON"):
         experiments.compare(methods=["ce"], **settings)
+
+
+def test_fashion_mnist_compares_offline_from_the_debian_package(tmp_path):
+    from alllib import data
+
+    try:
+        data.source("fashion_mnist")
+    except data.DatasetUnavailable:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    out = str(tmp_path / "fashion")
+    result = cli("compare", "--datasets", "fashion_mnist", "--methods", "ce,hybrid", "--seeds", "1",
+                 "--epochs", "1", "--no-plots", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "| fashion_mnist | hybrid |" in result.stdout
+    assert "an MLP with two hidden layers of 128 units" in result.stdout
+    assert "digits test set" not in result.stdout
+    accuracy = {r["method"]: r["accuracy"] for r in rows(out)}
+    assert accuracy["ce"] > 0.75 and accuracy["hybrid"] > 0.6, accuracy  # one epoch of 60,000 images

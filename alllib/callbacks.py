@@ -306,12 +306,13 @@ class DiscriminatorGap(keras.callbacks.Callback):
 
 
 class GradientProbe(keras.callbacks.Callback):
-    """Every `every` training steps, `metrics.predictor_gradient_norms` of an
+    """Before training and every `every` steps, `metrics.predictor_gradient_norms` of an
     `AdversarialLabelLearner` on one fixed batch `(x, y)`: the predictor's gradient from each
     term and the adversarial gradient factored at the softmax, to see *why* a gradient vanishes.
     Runs eagerly between steps (it waits for the device), so keep `every` in the dozens.
 
-    After `fit`, `steps` holds the global step of each probe and `values[key]` the norms.
+    After `fit`, `steps` holds the global step of each probe (0: before the first step) and
+    `values[key]` the norms.
     """
 
     def __init__(self, x, y, every=50):
@@ -320,16 +321,23 @@ class GradientProbe(keras.callbacks.Callback):
         self.every = checks.integer("every", every, 1)
         self.steps, self.values, self._offset, self._done = [], {}, 0, 0
 
+    def on_train_begin(self, logs=None):
+        if not self.steps:
+            self._probe(0)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._offset = self._done
 
     def on_train_batch_end(self, batch, logs=None):
         done = self._offset + min(batch + 1, (self.params or {}).get("steps") or batch + 1)
         if done // self.every > self._done // self.every:
-            for key, value in metrics.predictor_gradient_norms(self.model, self.x, self.y).items():
-                self.values.setdefault(key, []).append(value)
-            self.steps.append(done)
+            self._probe(done)
         self._done = done
+
+    def _probe(self, step):
+        for key, value in metrics.predictor_gradient_norms(self.model, self.x, self.y).items():
+            self.values.setdefault(key, []).append(value)
+        self.steps.append(step)
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -412,8 +412,8 @@ def predictor_gradient_norms(learner, x, y):
     Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
     `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's push comes
     from the discriminator; `probability_gradient`, the norm of the adversarial loss's gradient
-    with respect to the predicted probabilities (how much the discriminator's verdict would
-    change), and `softmax_gain`, the norm of that gradient carried back through the softmax to
+    with respect to the predicted probabilities, less its mean over the classes, which no softmax
+    can follow (how much the discriminator's verdict would change), and `softmax_gain`, the norm of that gradient carried back through the softmax to
     the logits over its own norm (how much of it the softmax lets through; small when the
     outputs are saturated). The predictor's gradient is the product of the two, times the
     network's own Jacobian. Runs eagerly, in inference mode, and changes nothing.
@@ -438,6 +438,7 @@ def predictor_gradient_norms(learner, x, y):
         lambda p: (learner.predictor_terms(x, one_hot, p, training=False)[0], ()), probs)
     p = ops.convert_to_numpy(probs).astype("float64")
     g = np.zeros_like(p) if grad is None else ops.convert_to_numpy(grad).astype("float64")
+    g = g - g.mean(-1, keepdims=True)  # a push on every class alike cannot move a softmax
     to_logits = p * (g - (p * g).sum(-1, keepdims=True))  # the softmax Jacobian's transpose times g
     norms["probability_gradient"] = float(np.linalg.norm(g))
     norms["softmax_gain"] = (float(np.linalg.norm(to_logits) / norms["probability_gradient"])

@@ -202,7 +202,7 @@ def label_discriminator(
     if input_shape is not None:
         features = keras.Input(input_shape)
         embedded = dense(width, activation="relu")(layers.Flatten()(features))
-        x = layers.Concatenate()([embedded, labels])
+        x = layers.Concatenate()([embedded, x])
     for _ in range(depth):
         x = dense(width, activation="relu")(x)
     inputs = labels if input_shape is None else [features, labels]

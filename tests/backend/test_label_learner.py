@@ -354,15 +354,18 @@ def test_eager_mode_trains_as_compiled_mode_does(conditional):
 
 
 def test_the_gradient_probe_reads_the_weights_of_the_step_it_probes():
-    """Probes every 3 steps over 2 epochs of 5 steps; the last probe (step 9 of 10) is taken on
-    the weights as they were then, so it differs from a probe of the final weights."""
+    """Probes before training and every 3 steps over 2 epochs of 5 steps; the last probe (step 9
+    of 10) is taken on the weights as they were then, so it differs from a probe of the final
+    weights."""
     x, y = blobs(80)
     learner = make_learner()
+    untrained = metrics.predictor_gradient_norms(learner, x[:32], y[:32])["adversarial"]
     probe = alllib.callbacks.GradientProbe(x[:32], y[:32], every=3)
     learner.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[probe])
-    assert probe.steps == [3, 6, 9]
+    assert probe.steps == [0, 3, 6, 9]
+    assert probe.values["adversarial"][0] == pytest.approx(untrained, rel=1e-6)
     assert set(probe.values) >= {"adversarial", "probability_gradient", "softmax_gain"}
-    assert len(set(probe.values["adversarial"])) == 3  # the weights moved between probes
+    assert len(set(probe.values["adversarial"])) == 4  # the weights moved between probes
     final = metrics.predictor_gradient_norms(learner, x[:32], y[:32])["adversarial"]
     assert final != pytest.approx(probe.values["adversarial"][-1], rel=1e-6)
 
@@ -381,6 +384,9 @@ def test_batch_frequencies_show_a_collapse_to_every_example(tmp_path):
     assert np.abs(ops.convert_to_numpy(grad)[1:]).max() > 0
     with pytest.raises(ValueError, match="looks across the batch"):
         metrics.fresh_discriminator(discriminator, balanced, collapsed)
+    conditional = nets.label_discriminator(K, input_shape=(4,), width=8, batch_frequencies=True)
+    assert nets.scores_depend_on_batch(conditional)
+    assert conditional.count_params() > nets.label_discriminator(K, input_shape=(4,), width=8).count_params()
     # The learner trains with it, and saves and reloads it.
     learner = experiments.build({"batch_frequencies": True}, (4,), K, seed=0)
     x, y = blobs()

@@ -28,11 +28,11 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-# The subfolder that holds a dataset's IDX files, under ALLLIB_DATA_DIR, under Keras's cache
-# (`~/.keras/datasets/`, Fashion-MNIST only: Keras keeps MNIST as one .npz) and under Debian's root.
 # Fashion-MNIST's ten classes, in label order (its README).
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
+# The subfolder that holds a dataset's IDX files, under ALLLIB_DATA_DIR, under Keras's cache
+# (`~/.keras/datasets/`, Fashion-MNIST only: Keras keeps MNIST as one .npz) and under Debian's root.
 IDX_FOLDERS = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
 DEBIAN_ROOT = "/usr/share/datasets"
 DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}

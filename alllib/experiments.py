@@ -33,6 +33,8 @@ class ResultsError(ValueError):
 
 
 PREDICTORS = {"mlp": nets.mlp_predictor, "conv": nets.conv_predictor}
+PREDICTOR_NOTES = {"mlp": "an MLP with two hidden layers of 128 units",
+                   "conv": "a convnet of two blocks of two 3x3 convolutions"}
 
 
 def make_predictor(name, input_shape, num_classes):
@@ -40,17 +42,23 @@ def make_predictor(name, input_shape, num_classes):
     Fashion-MNIST in seconds per epoch on a CPU) or `"conv"` (two conv blocks, for final rows
     and GPUs; a few minutes per Fashion-MNIST epoch on 2 CPU cores)."""
     if name not in PREDICTORS:
-        raise ValueError(f"Unknown predictor {name!r}; expected one of {sorted(PREDICTORS)}.")
+        raise ValueError(f"Unknown setting predictor={name!r}; expected one of {sorted(PREDICTORS)}.")
     return PREDICTORS[name](input_shape, num_classes)
 
 
-def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
-    """The compiled model for `method` at `seed`: a dict with `kind` (`"ce"` or, by default,
-    `"adversarial"`) and settings that override that kind's defaults in `KINDS`."""
+def settings(method):
+    """Every setting of `method` (a dict with `kind`, `"ce"` or by default `"adversarial"`, and
+    settings that override that kind's defaults in `KINDS`), defaults filled in."""
     kind = method.get("kind", "adversarial") if isinstance(method, dict) else "adversarial"
     if kind not in KINDS:
         raise ValueError(f"Unknown method kind {kind!r}; expected one of {sorted(KINDS)}.")
-    s = configure(method, {"kind": kind, **KINDS[kind]}, f"kind {kind!r}", argument="method")
+    return configure(method, {"kind": kind, **KINDS[kind]}, f"kind {kind!r}", argument="method")
+
+
+def build(method, input_shape, num_classes, seed, learning_rate=1e-3):
+    """The compiled model for `method` (see `settings`) at `seed`."""
+    s = settings(method)
+    kind = s["kind"]
     keras.utils.set_random_seed(seed)
     predictor = make_predictor(s["predictor"], input_shape, num_classes)
     if kind == "ce":
@@ -84,7 +92,7 @@ def run(method, train, test, num_classes, seed, epochs, batch_size=128, callback
         validation_data=None):
     """Train `method` once and measure it on `test` (the validation split while choosing).
     `validation_data`, `(x, y)` with integer labels, adds per-epoch validation logs to the
-    history. Returns `(row, model, history)`."""
+    history (and their time to `seconds_per_epoch`). Returns `(row, model, history)`."""
     (x, y), (x_test, y_test) = train, test
     model = build(method, x.shape[1:], num_classes, seed)
     start = time.perf_counter()
@@ -296,7 +304,7 @@ def compare(
     bar = callbacks.RunProgress(len(todo)) if verbose and todo else None
     for dataset in datasets:
         pending = [w for w in todo if w["dataset"] == dataset]
-        timing = timings.setdefault(f"{dataset}/{backend}/batch{batch_size}",
+        timing = timings.setdefault(_timing_key(dataset, backend, batch_size),
                                     {"seconds": {}, "ratio_to_ce": {}})
         untimed = [m for m in methods if m not in timing["ratio_to_ce"]]
         if not pending and not untimed:
@@ -324,7 +332,7 @@ def compare(
     selected = [r for r in rows if _run_key(r) in wanted_keys]
     summary = []
     for dataset in datasets:
-        ratios = timings.get(f"{dataset}/{backend}/batch{batch_size}", {}).get("ratio_to_ce", {})
+        ratios = timings.get(_timing_key(dataset, backend, batch_size), {}).get("ratio_to_ce", {})
         for entry in summarize([r for r in selected if r["dataset"] == dataset], SUMMARY_COLUMNS):
             summary.append({"dataset": dataset, **entry,
                             "step_time_ratio": ratios.get(entry["method"], float("nan"))})
@@ -339,8 +347,13 @@ def compare_legend(methods, seeds, datasets=("digits",)):
     """What `compare`'s table means, in a few Markdown lines."""
     digits = (" The digits test set has 360 images, so accuracy moves in steps of 0.003 and can "
               "tie exactly across seeds while NLL and ECE move." if "digits" in datasets else "")
+    predictors = {m: PREDICTOR_NOTES[settings(METHODS[m])["predictor"]] for m in methods}
+    if len(set(predictors.values())) == 1:
+        predictor_line = f"- Every method trains the same predictor, {predictors[methods[0]]}."
+    else:
+        predictor_line = "- Predictors: " + "; ".join(f"`{m}`: {p}" for m, p in predictors.items()) + "."
     lines = [f"- `{m}`: {METHOD_NOTES[m]}" for m in methods] + [
-        "- Every method trains the same predictor, an MLP with two hidden layers of 128 units.",
+        predictor_line,
         f"- Each cell is the mean ± the sample standard deviation over {len(seeds)} seeds, which "
         f"change the initialisation and the data order.{digits}",
         "- `seconds_per_epoch` is wall time; `step time / CE` is each method's training step "
@@ -357,8 +370,20 @@ def probs_path(out, dataset, method, seed, epochs, batch_size, backend, **_):
     return os.path.join(out, "probs", name)
 
 
+# Bumped when a stored run's numbers would mean something else (2: NLL floored at float32's
+# smallest normal instead of 1e-7), so `compare` never resumes with rows of another kind.
+RESULTS_FORMAT = 2
+
+
+def _timing_key(dataset, backend, batch_size):
+    return f"{dataset}/{backend}/batch{batch_size}/format{RESULTS_FORMAT}"
+
+
 def _settings(method):
-    return json.dumps(METHODS[method], sort_keys=True)
+    """The key of a method's runs: every setting, defaults included (so a changed default, such
+    as the predictor, is a different run), and the results format."""
+    return json.dumps({**settings(METHODS[method]), "results_format": RESULTS_FORMAT},
+                      sort_keys=True)
 
 
 def _run_key(row):

@@ -7,6 +7,7 @@ over a whole dataset."""
 import hashlib
 import importlib.metadata
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -269,11 +270,17 @@ def fit_temperature(probs, labels):
     an underconfident one. Accuracy is unchanged: dividing by T keeps the ranking."""
     probs, labels = _check_probs(probs, labels)
     logits = np.log(np.clip(probs.astype("float64"), NLL_FLOOR, 1.0))
+    low, high = 0.05, 20.0
     result = minimize_scalar(
         lambda log_t: nll(_softmax(logits / np.exp(log_t)), labels),
-        bounds=(np.log(0.05), np.log(20.0)), method="bounded",
+        bounds=(np.log(low), np.log(high)), method="bounded",
     )
-    return float(np.exp(result.x))
+    temperature = float(np.exp(result.x))
+    if not low * 1.01 < temperature < high / 1.01:
+        warnings.warn(f"The fitted temperature {temperature:.3g} sits at the edge of the search "
+                      f"range [{low}, {high}]: these probabilities are too far from calibrated "
+                      "for one temperature to fix.", stacklevel=2)
+    return temperature
 
 
 def scale_temperature(probs, temperature):

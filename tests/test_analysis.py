@@ -101,7 +101,7 @@ def test_unknown_method_settings_are_explained():
         experiments.build({"conditonal": True}, (4,), 3, seed=0)
     with pytest.raises(ValueError, match="Unknown method kind 'svm'"):
         experiments.build({"kind": "svm"}, (4,), 3, seed=0)
-    with pytest.raises(ValueError, match="Unknown predictor 'resnet'; expected one of"):
+    with pytest.raises(ValueError, match="Unknown setting predictor='resnet'; expected one of"):
         experiments.build({"kind": "ce", "predictor": "resnet"}, (4,), 3, seed=0)
 
 
@@ -126,4 +126,11 @@ def test_a_detailed_sweep_keeps_validation_curves_and_predictions():
         assert len(row["curve"]) == 2 and row["probs"].shape == (100, 3)
         # the last point of the curve is the row's own accuracy on the same data
         assert row["curve"][-1] == pytest.approx(row["accuracy"], abs=1e-6)
-        assert metrics.accuracy(row["probs"], val[1]) == row["accuracy"]
+        np.testing.assert_allclose(row["probs"].sum(1), 1, rtol=1e-5)
+
+
+def test_temperature_at_the_edge_of_its_range_warns():
+    labels = np.zeros(200, int)
+    always_wrong = np.tile([[0.0, 1.0]], (200, 1))
+    with pytest.warns(UserWarning, match="edge of the search range"):
+        metrics.fit_temperature(always_wrong, labels)

@@ -1,5 +1,6 @@
 """`python -m alllib compare`: the command line, and resuming a killed sweep."""
 
+import csv
 import json
 import os
 import signal
@@ -105,9 +106,9 @@ def test_a_killed_sweep_resumes_without_repeating_runs(tmp_path):
     keys = [(r["method"], r["seed"]) for r in after]
     assert len(after) == 6 and len(set(keys)) == 6
     assert after[: len(before)] == before  # finished runs were kept, not repeated
-    with open(os.path.join(out, "runs.csv")) as f:
-        lines = f.read().strip().splitlines()
-    assert len(lines) == 7 and all(line.count(",") == lines[0].count(",") for line in lines)
+    with open(os.path.join(out, "runs.csv"), newline="") as f:
+        table = list(csv.reader(f))
+    assert len(table) == 7 and all(len(line) == len(table[0]) for line in table)
     assert "| digits | adversarial |" in result.stdout
     assert "- `adversarial`: " in result.stdout and "standard deviation over 3 seeds" in result.stdout
     assert "Written to " in result.stdout and "summary.md" in result.stdout

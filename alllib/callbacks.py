@@ -219,8 +219,7 @@ class StepHistory(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
-        # Keras reports a chunk by its nominal last step, past the epoch's end for a short one.
-        count = min(batch + 1, (self.params or {}).get("steps") or batch + 1)
+        count = _steps_done(self, batch)
         done, means = self._previous
         if count <= done:
             return
@@ -329,7 +328,7 @@ class GradientProbe(keras.callbacks.Callback):
         self._offset = self._done
 
     def on_train_batch_end(self, batch, logs=None):
-        done = self._offset + min(batch + 1, (self.params or {}).get("steps") or batch + 1)
+        done = self._offset + _steps_done(self, batch)
         if done // self.every > self._done // self.every:
             self._probe(done)
         self._done = done
@@ -409,6 +408,12 @@ class DivergenceGuard(keras.callbacks.Callback):
             f"Training diverged at epoch {self._epoch + 1}, {where} of its training): {what}."
             f"{several} Lower the learning rates, add a gradient penalty, or check the data."
         )
+
+
+def _steps_done(callback, batch):
+    """Steps of this epoch done when `on_train_batch_end(batch)` arrives. Keras reports a chunk
+    of `steps_per_execution` steps by its nominal last step, past the epoch's end for a short one."""
+    return min(batch + 1, (callback.params or {}).get("steps") or batch + 1)
 
 
 def _players(names):

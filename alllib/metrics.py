@@ -18,7 +18,6 @@ from alllib import backend, losses, nets
 from alllib.stats import ECE_BINS, NLL_FLOOR
 
 
-
 def mode_coverage(samples, centres, std):
     """VEEGAN's mode counting for a 2-D Gaussian mixture.
 
@@ -269,10 +268,9 @@ def fit_temperature(probs, labels):
     test split with `scale_temperature`; T > 1 softens an overconfident model, T < 1 sharpens
     an underconfident one. Accuracy is unchanged: dividing by T keeps the ranking."""
     probs, labels = _check_probs(probs, labels)
-    logits = np.log(np.clip(probs.astype("float64"), NLL_FLOOR, 1.0))
     low, high = 0.05, 20.0
     result = minimize_scalar(
-        lambda log_t: nll(_softmax(logits / np.exp(log_t)), labels),
+        lambda log_t: nll(scale_temperature(probs, np.exp(log_t)), labels),
         bounds=(np.log(low), np.log(high)), method="bounded",
     )
     temperature = float(np.exp(result.x))
@@ -419,9 +417,9 @@ def predictor_gradient_norms(learner, x, y):
     Returns a dict with `adversarial` and `ce` (the latter already scaled by `ce_weight`),
     `adversarial_share = adversarial / (adversarial + ce)`: how much of the hybrid's push comes
     from the discriminator; `probability_gradient`, the norm of the adversarial loss's gradient
-    with respect to the predicted probabilities, less its mean over the classes, which no softmax
-    can follow (how much the discriminator's verdict would change), and `softmax_gain`, the norm of that gradient carried back through the softmax to
-    the logits over its own norm (how much of it the softmax lets through; small when the
+    with respect to the predicted probabilities, less its mean over the classes, which no
+    softmax can follow (how much the discriminator's verdict would change), and `softmax_gain`,
+    the norm of that gradient carried back through the softmax to the logits over its own norm (how much of it the softmax lets through; small when the
     outputs are saturated). The predictor's gradient is the product of the two, times the
     network's own Jacobian. Runs eagerly, in inference mode, and changes nothing.
     """

@@ -14,6 +14,7 @@ back). Each file answers with this interface; the rest of alllib is written once
 - `SeedGenerator`: a `keras.random.SeedGenerator` drawing differently on `tf.distribute` replicas.
 - `train_step(model, round_fn, args)`, `test_step(model, batch_fn, args)`: call `round_fn(data)
   -> logs` as this backend calls `train_step(*args)` (`test_step`).
+- `device_name()`: where this backend computes, in words ("GPU (NVIDIA H200)", "CPU").
 - `MAX_STEPS_PER_EXECUTION`: steps `fit` may run per call into the backend (Keras's PyTorch
   trainer runs exactly one), or None for no limit."""
 
@@ -34,6 +35,7 @@ SeedGenerator = _impl.SeedGenerator
 train_step = _impl.train_step
 test_step = _impl.test_step
 MAX_STEPS_PER_EXECUTION = _impl.MAX_STEPS_PER_EXECUTION
+device_name = _impl.device_name
 
 
 def steps_per_execution(requested):

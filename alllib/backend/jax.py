@@ -132,3 +132,8 @@ def _pure(fn, variables):
 
 def _or(value, default):
     return default if value is None else value
+
+
+def device_name():
+    device = jax.devices()[0]
+    return "CPU" if device.platform == "cpu" else f"{device.platform.upper()} ({device.device_kind})"

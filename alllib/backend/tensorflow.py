@@ -57,3 +57,10 @@ def train_step(model, round_fn, args):
 
 
 test_step = train_step
+
+
+def device_name():
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    return f"GPU ({tf.config.experimental.get_device_details(gpus[0]).get('device_name', '?')})"

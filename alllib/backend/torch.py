@@ -4,7 +4,21 @@ import keras
 import torch
 
 MAX_STEPS_PER_EXECUTION = 1  # Keras's PyTorch trainer calls train_step once per step
-SeedGenerator = keras.random.SeedGenerator
+
+
+class SeedGenerator(keras.random.SeedGenerator):
+    """Keras's generator keeps its two-integer state where variables live, on the GPU, and each
+    draw reads it back to seed a `torch.Generator`: a host synchronisation per random draw, so
+    the host cannot queue the next step's kernels while the GPU runs this one. This one keeps the
+    state on the CPU; the draws themselves (on the GPU) are the same numbers."""
+
+    def __init__(self, *args, **kwargs):
+        with keras.device("cpu"):
+            super().__init__(*args, **kwargs)
+
+    def next(self, ordered=True):
+        with keras.device("cpu"):
+            return super().next(ordered=ordered)
 
 
 def gradients(loss_fn, variables):
@@ -45,3 +59,6 @@ def train_step(model, round_fn, args):
 
 test_step = train_step
 
+
+def device_name():
+    return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU"

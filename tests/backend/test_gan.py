@@ -264,7 +264,9 @@ def test_value_surface_draws_the_discriminators_probability():
     for i, j in ((0, 0), (0, -1), (-1, 0), (5, 8)):
         point = np.array([[xs[j], ys[i]]], "float32")
         expected = 1 / (1 + np.exp(-ops.convert_to_numpy(gan.discriminator(point))[0, 0]))
-        assert values[i, j] == pytest.approx(expected, rel=1e-4, abs=1e-6), (i, j)
+        # rel 2e-3: a GPU multiplies float32 matrices in TF32 (10-bit mantissa), and a batch
+        # and a single point may take different kernels; a flipped axis is off by far more
+        assert values[i, j] == pytest.approx(expected, rel=2e-3, abs=1e-6), (i, j)
     gan.discriminator = nets.mlp_discriminator(width=8, minibatch_std=True)
     with pytest.raises(ValueError, match="MinibatchStdDev"):
         plots.value_surface(gan, real)

@@ -14,7 +14,7 @@ _MODELS = {
     "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",
     "SoftTargets": "alllib.targets",
 }
-__all__ = [*_MODULES, *_MODELS, "fast_mode"]
+__all__ = [*_MODULES, *_MODELS, "device_name", "fast_mode"]
 
 
 def __getattr__(name):
@@ -32,3 +32,10 @@ def __dir__():
 def fast_mode():
     """True when `ALLLIB_FAST=1`: notebooks run a quick smoke version of themselves."""
     return os.environ.get("ALLLIB_FAST", "0") not in ("", "0")
+
+
+def device_name():
+    """Where the current Keras backend computes, in words: "CPU" or "GPU (its name)"."""
+    from alllib import backend
+
+    return backend.device_name()

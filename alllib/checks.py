@@ -33,22 +33,26 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
 
 
 def labels(name, y, num_classes):
-    """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array."""
+    """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array (read
+    back from the GPU if they are there)."""
     if y is None:  # `fit_arrays` names a dataset's labels "the labels in ..."
         missing = ("the dataset must yield (samples, labels)" if name.startswith("the labels")
                    else f"{name} is missing")
         raise ValueError(f"{missing}: this model trains on integer class labels in "
                          f"[0, {num_classes}).")
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
+    if not isinstance(y, np.ndarray) and not (hasattr(y, "shape") and hasattr(y, "dtype")):
+        y = np.asarray(y)
+    shape = tuple(y.shape)
+    dtype = y.dtype if isinstance(y, np.ndarray) else np.dtype(
+        keras.backend.standardize_dtype(y.dtype))
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
         raise ValueError(
             f"{name} must be integer class labels of shape (n,) or (n, 1); received shape "
-            f"{y.shape}. For one-hot labels pass `labels.argmax(-1)`."
+            f"{shape}. For one-hot labels pass `labels.argmax(-1)`."
         )
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype (class indices); received {y.dtype}.")
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{name} must have an integer dtype (class indices); received {dtype}.")
+    y = np.asarray(y.cpu() if callable(getattr(y, "cpu", None)) else y).reshape(-1)
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
             f"{name} must lie in [0, num_classes) = [0, {num_classes}); found values "
@@ -80,7 +84,8 @@ def streamed_labels(data, name, num_classes):
     """`data` with every batch's labels checked by `labels` as the batch is read, on the host,
     before the step that would train on it: a `tf.data.Dataset` in its pipeline; a generator, a
     `PyDataset` or a PyTorch `DataLoader` as it yields; anything else is returned as it is
-    (arrays are checked whole)."""
+    (arrays are checked whole). Labels already on a GPU are read back to be checked, which makes
+    each step wait for that copy; labels that come from the host cost nothing to check."""
     def check(y, index):
         try:
             labels(f"the labels of batch {index} of {name}", y, num_classes)

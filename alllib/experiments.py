@@ -184,12 +184,15 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
 # -- step cost -------------------------------------------------------------------------------
 
 
-def step_times(methods, x, y, num_classes, batch_size=128, steps=100, repeats=3):
+def step_times(methods, x, y, num_classes, batch_size=128, steps=100, repeats=3,
+               on_device=False):
     """Seconds per training step of each method on the same batch, in this process.
 
     Each method's model is built once and warmed up (tracing, compilation); then the methods
     are timed in turn, `repeats` rounds interleaved, each a `fit` over `steps` copies of one
-    batch, and the median is kept. Returns `{name: seconds}`.
+    batch. `on_device=True` hands `fit` the batch already converted to a backend tensor (on the
+    GPU, if there is one) instead of NumPy, so that no step copies it from the host. Returns
+    `{name: array of seconds per step, one per repeat}`.
     """
     # Every fit after the first hands the same model a fresh iterator, and TensorFlow warns
     # about retracing each time; the warm-up absorbs the tracing, so the warning is noise here.
@@ -197,30 +200,58 @@ def step_times(methods, x, y, num_classes, batch_size=128, steps=100, repeats=3)
     level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
     try:
-        return _step_times(methods, x, y, num_classes, batch_size, steps, repeats)
+        return _step_times(methods, x, y, num_classes, batch_size, steps, repeats, on_device)
     finally:
         tf_logger.setLevel(level)
 
 
-def _step_times(methods, x, y, num_classes, batch_size, steps, repeats):
+def _step_times(methods, x, y, num_classes, batch_size, steps, repeats, on_device):
     batch = np.arange(batch_size) % len(x)
-    xs, ys = np.repeat(x[batch][None], steps, 0), np.repeat(y[batch][None], steps, 0)
-    xs, ys = xs.reshape((-1,) + x.shape[1:]), ys.reshape(-1)
     sides = {}
     for name, method in methods.items():
         model = build(method, x.shape[1:], num_classes, seed=0)
-        _fit(model, xs[: 3 * batch_size], ys[: 3 * batch_size], num_classes,
-             batch_size=batch_size, shuffle=False)  # warm-up: tracing and compilation
-        sides[name] = lambda model=model: _fit(model, xs, ys, num_classes,
-                                               batch_size=batch_size, shuffle=False)
-    seconds = interleaved_medians(sides, repeats, warm_up=False)
+        labels = y[batch]
+        if not isinstance(model, AdversarialLabelLearner):
+            labels = keras.utils.to_categorical(labels, num_classes)
+        if on_device:
+            one = device_batches((x[batch][None], labels[None]))
+            fit = lambda n, model=model, one=one: model.fit(one(repeat=n), verbose=0)
+        else:
+            xs = np.repeat(x[batch][None], steps, 0).reshape((-1,) + x.shape[1:])
+            ys = np.repeat(labels[None], steps, 0).reshape((-1,) + labels.shape[1:])
+            fit = lambda n, model=model, xs=xs, ys=ys: model.fit(
+                xs[: n * batch_size], ys[: n * batch_size], batch_size=batch_size,
+                shuffle=False, verbose=0)
+        fit(3)  # warm-up: tracing and compilation
+        sides[name] = lambda fit=fit: fit(steps)
+    seconds = interleaved_times(sides, repeats, warm_up=False)
     return {name: t / steps for name, t in seconds.items()}
 
 
-def interleaved_medians(sides, repeats, warm_up=True):
-    """The median seconds of each of `sides` (name -> function), timed in this process: each
-    run once first to warm up (unless `warm_up=False`), then `repeats` rounds of all sides in
-    turn, so that a noisy moment on a shared machine hits every side alike."""
+def device_batches(batches):
+    """A `fit` input of batches already on the accelerator: `batches` (an array, or a tuple of
+    them, with one batch per index of the first axis) is converted to backend tensors once, and
+    `device_batches(batches)(repeat=1)` is a fresh generator of those batches in order, `repeat`
+    times over. With NumPy input Keras copies every batch from the host, and on PyTorch it waits
+    for each copy; benchmarks use this to time the step alone."""
+    if not isinstance(batches, tuple):
+        batches = (batches,)  # Keras reads a generator's tuples as (x,), (x, y) or (x, y, w)
+    tensors = keras.tree.map_structure(keras.ops.convert_to_tensor, batches)
+    count = len(batches[0])
+
+    def generator(repeat=1):
+        for _ in range(repeat):
+            for i in range(count):
+                yield keras.tree.map_structure(lambda t: t[i], tensors)
+
+    return generator
+
+
+def interleaved_times(sides, repeats, warm_up=True):
+    """The seconds of each of `sides` (name -> function), timed in this process: each run once
+    first to warm up (unless `warm_up=False`), then `repeats` rounds of all sides in turn, so
+    that a noisy moment on a shared machine hits every side alike. Returns `{name: array of
+    seconds, one per repeat}`."""
     if warm_up:
         for run in sides.values():
             run()
@@ -230,7 +261,14 @@ def interleaved_medians(sides, repeats, warm_up=True):
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def rate(seconds, steps=1):
+    """"median (slowest-fastest)" steps per second over repeats that took `seconds` each."""
+    per_second = steps / np.asarray(seconds)
+    return (f"{np.median(per_second):.1f} ({per_second.min():.1f}-{per_second.max():.1f}) "
+            "steps/s")
 
 
 def _fit(model, x, y, num_classes, validation_data=None, **fit_kwargs):
@@ -313,8 +351,8 @@ def compare(
         num_classes = int(train[1].max()) + 1
         if untimed:
             # CE is the reference and is timed again with them, in this process.
-            seconds = step_times({m: METHODS[m] for m in ["ce", *untimed]}, *train, num_classes,
-                                 batch_size)
+            seconds = {m: float(np.median(t)) for m, t in step_times(
+                {m: METHODS[m] for m in ["ce", *untimed]}, *train, num_classes, batch_size).items()}
             for method in untimed:
                 timing["seconds"][method] = seconds[method]
                 timing["ratio_to_ce"][method] = seconds[method] / seconds["ce"]

@@ -16,8 +16,12 @@ both players, non-saturating loss. Three sides, timed in the same process, inter
 - torch eager: the same networks in `torch.nn` and a plain eager loop: what a user would write
                instead. Needs torch installed.
 
-Data is synthetic (speed does not depend on pixel values) and already in memory on the device
-each side uses. Each timed block ends with a device synchronisation, none inside it.
+Data is synthetic (speed does not depend on pixel values) and already on the device each side
+uses: on JAX and PyTorch alllib's `fit` gets the batches as backend tensors
+(`experiments.device_batches`; `--data numpy` times NumPy input instead, which Keras copies to the
+device every step), on TensorFlow NumPy arrays, which its `fit` prefetches. Each timed block ends
+with a device synchronisation, none inside it; the first block of each side is a warm-up, and the
+median over the repeats is reported with the slowest and fastest.
 
     KERAS_BACKEND=jax python benchmarks/gan_step.py --steps 10 --repeats 3
 """
@@ -35,12 +39,12 @@ import keras
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import alllib  # noqa: E402
 from alllib import nets  # noqa: E402
-from alllib.experiments import interleaved_medians  # noqa: E402
+from alllib.experiments import device_batches, interleaved_times, rate  # noqa: E402
 
 SHAPE, BATCH, LATENT, LR, BETA_1 = (28, 28, 1), 256, 128, 2e-4, 0.5
 
 
-def alllib_side(steps, steps_per_execution, jit_compile):
+def alllib_side(steps, steps_per_execution, jit_compile, on_device):
     """The `fit` to time, and whether its step compiled with XLA (known once it has run)."""
     keras.utils.set_random_seed(0)
     gan = alllib.GAN(nets.dcgan_generator(LATENT, SHAPE), nets.dcgan_discriminator(SHAPE), LATENT)
@@ -50,10 +54,17 @@ def alllib_side(steps, steps_per_execution, jit_compile):
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
-    x = np.random.default_rng(0).uniform(-1, 1, (steps * BATCH, *SHAPE)).astype("float32")
+    x = np.random.default_rng(0).uniform(-1, 1, (steps, BATCH, *SHAPE)).astype("float32")
+    if on_device:
+        batches = device_batches(x)
 
-    def run():
-        gan.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+        def run():
+            gan.fit(batches(), epochs=1, verbose=0)
+    else:
+        x = x.reshape((-1, *SHAPE))
+
+        def run():
+            gan.fit(x, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
 
     run()  # builds the step, so that its jit_compile setting is resolved
     return run, bool(gan.jit_compile)
@@ -284,11 +295,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed blocks per side")
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--data", choices=["device", "numpy"], default=None,
+                        help="alllib's input: backend tensors (default on JAX and PyTorch) or "
+                             "NumPy arrays (default on TensorFlow)")
     args = parser.parse_args()
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
 
     backend = keras.backend.backend()
-    run, xla = alllib_side(args.steps, args.steps_per_execution, jit)
+    data = args.data or ("numpy" if backend == "tensorflow" else "device")
+    run, xla = alllib_side(args.steps, args.steps_per_execution, jit, data == "device")
     sides = {f"alllib ({backend})": run}
     if backend == "jax":
         sides["jax.jit by hand"] = jax_side(args.steps)
@@ -302,14 +317,15 @@ def main():
     except ImportError:
         print("torch is not installed: no eager PyTorch side")
 
-    seconds = interleaved_medians(sides, args.repeats)
-    rate = {name: args.steps / t for name, t in seconds.items()}
-    ours = rate[f"alllib ({backend})"]
-    print(f"\nbackend {backend}, batch {BATCH}, {args.steps} steps x {args.repeats} repeats, "
-          f"median steps/s; steps_per_execution={args.steps_per_execution}, jit_compile={jit} "
-          f"(alllib's step compiled with XLA: {xla})")
-    for name, r in rate.items():
-        print(f"  {name:<20} {r:8.2f} steps/s   alllib / this = {ours / r:5.2f}x")
+    seconds = interleaved_times(sides, args.repeats)
+    ours = np.median(seconds[f"alllib ({backend})"])
+    print(f"\nbackend {backend} on {alllib.device_name()}, batch {BATCH}, "
+          f"{args.steps} steps x {args.repeats} repeats, median (slowest-fastest); "
+          f"steps_per_execution={args.steps_per_execution}, jit_compile={jit} (alllib's step "
+          f"compiled with XLA: {xla}); alllib's data: {data}")
+    for name, t in seconds.items():
+        print(f"  {name:<20} {rate(t, args.steps):>32}   alllib / this = "
+              f"{np.median(t) / ours:5.2f}x")
 
 
 if __name__ == "__main__":

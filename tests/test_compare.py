@@ -155,3 +155,24 @@ def test_fashion_mnist_compares_offline_from_the_debian_package(tmp_path):
     assert "digits test set" not in result.stdout
     accuracy = {r["method"]: r["accuracy"] for r in rows(out)}
     assert accuracy["ce"] > 0.75 and accuracy["hybrid"] > 0.6, accuracy  # one epoch of 60,000 images
+
+
+def test_step_times_and_device_batches():
+    """The timing helpers of the benchmarks: batches handed over as backend tensors in order,
+    `repeat` times, and one time per repeat for every method, with either kind of input."""
+    import numpy as np
+    from keras import ops
+
+    from alllib import data, experiments
+
+    x, y = data.load("digits", n=48, seed=0)
+    batches = experiments.device_batches((x.reshape(3, 16, *x.shape[1:]), y.reshape(3, 16)))
+    seen = list(batches(repeat=2))
+    assert len(seen) == 6 and all(len(b) == 2 for b in seen)
+    np.testing.assert_array_equal(ops.convert_to_numpy(seen[4][1]), y[16:32])
+    assert not isinstance(seen[0][0], np.ndarray)  # already a backend tensor
+    for on_device in (False, True):
+        seconds = experiments.step_times({"ce": {"kind": "ce"}, "learner": {}}, x, y, 10,
+                                         batch_size=16, steps=2, repeats=3, on_device=on_device)
+        assert set(seconds) == {"ce", "learner"}
+        assert all(t.shape == (3,) and (t > 0).all() for t in seconds.values())

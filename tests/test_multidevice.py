@@ -11,7 +11,10 @@ from backends import run
 
 ENV = {
     "tensorflow": {},
-    "jax": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    # XLA ends the process when one simulated device waits over 40 s for the other at an
+    # all-reduce, which a busy 2-core machine can cause; the test's own timeout is 300 s.
+    "jax": {"XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                         "--xla_cpu_collective_call_terminate_timeout_seconds=300"},
 }
 
 

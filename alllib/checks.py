@@ -40,19 +40,18 @@ def labels(name, y, num_classes):
                    else f"{name} is missing")
         raise ValueError(f"{missing}: this model trains on integer class labels in "
                          f"[0, {num_classes}).")
-    if not isinstance(y, np.ndarray) and not (hasattr(y, "shape") and hasattr(y, "dtype")):
-        y = np.asarray(y)
-    shape = tuple(y.shape)
-    dtype = y.dtype if isinstance(y, np.ndarray) else np.dtype(
-        keras.backend.standardize_dtype(y.dtype))
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+    if not isinstance(y, np.ndarray) and hasattr(y, "dtype"):
+        y = keras.ops.convert_to_numpy(y)  # a backend tensor, copied from the GPU if it is there
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
         raise ValueError(
             f"{name} must be integer class labels of shape (n,) or (n, 1); received shape "
-            f"{shape}. For one-hot labels pass `labels.argmax(-1)`."
+            f"{y.shape}. For one-hot labels pass `labels.argmax(-1)`."
         )
-    if not np.issubdtype(dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype (class indices); received {dtype}.")
-    y = np.asarray(y.cpu() if callable(getattr(y, "cpu", None)) else y).reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} must have an integer dtype (class indices); received {y.dtype}.")
     if len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
             f"{name} must lie in [0, num_classes) = [0, {num_classes}); found values "

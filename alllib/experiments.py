@@ -397,7 +397,8 @@ def compare_legend(methods, seeds, datasets=("digits",)):
         "- `seconds_per_epoch` is wall time; `step time / CE` is each method's training step "
         "time over cross-entropy's, measured side by side in one process.",
         "- Notebook 05 compares the candidates of notebook 04 on Fashion-MNIST's test set, each "
-        "run early-stopped on a validation split, so its numbers differ from this table's.",
+        "run keeping its best epoch on a validation split, so its numbers differ from this "
+        "table's.",
     ]
     return "\n".join(lines)
 

@@ -419,8 +419,8 @@ def predictor_gradient_norms(learner, x, y):
     from the discriminator; `probability_gradient`, the norm of the adversarial loss's gradient
     with respect to the predicted probabilities, less its mean over the classes, which no
     softmax can follow (how much the discriminator's verdict would change), and `softmax_gain`,
-    the norm of that gradient carried back through the softmax to the logits over its own norm (how much of it the softmax lets through; small when the
-    outputs are saturated). The predictor's gradient is the product of the two, times the
+    the norm of that gradient carried back through the softmax to the logits over its own norm
+    (how much of it the softmax lets through; small when the outputs are saturated). The predictor's gradient is the product of the two, times the
     network's own Jacobian. Runs eagerly, in inference mode, and changes nothing.
     """
     learner.check_data(np.asarray(x), np.asarray(y), "`x`", "`y`")

@@ -34,14 +34,29 @@ def require(backend):
         pytest.skip(f"backend {backend!r} is not installed ({how[backend]})")
 
 
-def run(backend, args, timeout=1200, echo=None, **env):
+def run(backend, args, timeout=1200, echo=None, hang_retries=0, **env):
     """Run `python *args` from the repository root with KERAS_BACKEND=backend; with `echo` (a
-    text stream), show the child's output there as it comes."""
+    text stream), show the child's output there as it comes. A child killed at `timeout` is run
+    again up to `hang_retries` times (a failure that exits is never retried); the output says so."""
     require(backend)
     full_env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", **env)
     if backend == "jax":
         full_env.update(JAX_CACHE_ENV)
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env,
+    hangs = []
+    while True:
+        returncode, output, timed_out = _run_once(args, full_env, timeout, echo)
+        if not timed_out or len(hangs) == hang_retries:
+            break
+        hangs.append(output)
+    status = f"killed after {timeout} s" if timed_out else f"exit {returncode}"
+    assert returncode == 0, f"{backend}: {status}\n{output[-6000:]}"
+    return "".join(f"[attempt {k + 1} hung, killed after {timeout} s; its output:]\n{hung}\n"
+                   for k, hung in enumerate(hangs)) + output
+
+
+def _run_once(args, env, timeout, echo):
+    """(returncode, output, whether it was killed at `timeout`) of one child process."""
+    process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timed_out = []
     timer = threading.Timer(timeout, lambda: (timed_out.append(True), process.kill()))
@@ -56,7 +71,4 @@ def run(backend, args, timeout=1200, echo=None, **env):
         returncode = process.wait()
     finally:
         timer.cancel()
-    output = b"".join(chunks).decode(errors="replace")
-    status = f"killed after {timeout} s" if timed_out else f"exit {returncode}"
-    assert returncode == 0, f"{backend}: {status}\n{output[-6000:]}"
-    return output
+    return returncode, b"".join(chunks).decode(errors="replace"), bool(timed_out)

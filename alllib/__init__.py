@@ -10,7 +10,8 @@ import os
 _MODULES = ("ablation", "callbacks", "configs", "data", "experiments", "losses", "metrics",
             "nets", "plots", "stats")
 _MODELS = {
-    "ConditionalGAN": "alllib.conditional_gan", "Duel": "alllib.duel", "Player": "alllib.duel",
+    "ConditionalGAN": "alllib.conditional_gan", "Distiller": "alllib.distiller",
+    "Duel": "alllib.duel", "LabelAuction": "alllib.auction", "Player": "alllib.duel",
     "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",
     "SoftTargets": "alllib.targets",
 }

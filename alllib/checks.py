@@ -32,9 +32,9 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
     return float(value)
 
 
-def labels(name, y, num_classes):
+def labels(name, y, num_classes, unlabeled=False):
     """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array (read
-    back from the GPU if they are there)."""
+    back from the GPU if they are there); with `unlabeled`, -1 also marks an unlabeled example."""
     if y is None:  # `fit_arrays` names a dataset's labels "the labels in ..."
         missing = ("the dataset must yield (samples, labels)" if name.startswith("the labels")
                    else f"{name} is missing")
@@ -52,11 +52,10 @@ def labels(name, y, num_classes):
         )
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name} must have an integer dtype (class indices); received {y.dtype}.")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
-            f"{name} must lie in [0, num_classes) = [0, {num_classes}); found values "
-            f"from {y.min()} to {y.max()}."
-        )
+    low = -1 if unlabeled else 0
+    if len(y) and (y.min() < low or y.max() >= num_classes):
+        allowed = f"[0, num_classes) = [0, {num_classes})" + (" or -1 (unlabeled)" if unlabeled else "")
+        raise ValueError(f"{name} must lie in {allowed}; found values from {y.min()} to {y.max()}.")
     return y
 
 
@@ -79,7 +78,7 @@ def label_batch(labels):
 _STREAM_ERROR = "alllib: "  # marks a streamed batch's error raised inside a tf.data pipeline
 
 
-def streamed_labels(data, name, num_classes):
+def streamed_labels(data, name, num_classes, unlabeled=False):
     """`data` with every batch's labels checked by `labels` as the batch is read, on the host,
     before the step that would train on it: a `tf.data.Dataset` in its pipeline; a generator, a
     `PyDataset` or a PyTorch `DataLoader` as it yields; anything else is returned as it is
@@ -87,7 +86,7 @@ def streamed_labels(data, name, num_classes):
     each step wait for that copy; labels that come from the host cost nothing to check."""
     def check(y, index):
         try:
-            labels(f"the labels of batch {index} of {name}", y, num_classes)
+            labels(f"the labels of batch {index} of {name}", y, num_classes, unlabeled)
         except ValueError as error:  # marked: TensorFlow may carry it inside its own error
             raise ValueError(_STREAM_ERROR + str(error)) from None
         return True

@@ -189,10 +189,12 @@ class Duel(keras.Model):
         """Make every moving player's moves for one batch; return the round's other logs."""
         raise NotImplementedError(f"{type(self).__name__} must implement play_round(data).")
 
-    def move(self, name, objective, through=None):
+    def move(self, name, objective, through=None, when=None):
         """Step player `name` on `objective() -> (loss, aux)`, which may call any network; returns
         `aux`, logs the loss and gradient norm (a round logs a player's last move). With `through`
-        (from `shared_pass`), `objective(outputs)` is pulled back through that shared pass."""
+        (from `shared_pass`), `objective(outputs)` is pulled back through that shared pass. With
+        `when`, a boolean scalar tensor, the step is kept only where it is true: otherwise the
+        player's weights and its optimizer's state (moments, iterations) stay as they were."""
         player = self.player(name)
         optimizer, variables = player.optimizer, player.network.trainable_variables
 
@@ -210,7 +212,10 @@ class Duel(keras.Model):
             grads = [None] * len(variables) if output_grads is None else pullback(output_grads)
         grads = _zeros_where_unreached(player, grads, variables)
         logged = _unscaled(optimizer, grads)  # read before the step changes the scale
-        backend.apply_gradients(optimizer, grads, variables)
+        if when is None:
+            backend.apply_gradients(optimizer, grads, variables)
+        else:
+            _apply_when(when, optimizer, grads, variables)
         self._this_round.moves[player.prefix] = (loss, global_norm(logged))
         return aux
 
@@ -237,9 +242,11 @@ class Duel(keras.Model):
         return self.record(logs)
 
     def record(self, logs):
-        """Update the running means named like `logs`; return the means, in the order shown."""
+        """Update the running means named like `logs`; return the means, in the order shown.
+        A value may be a pair `(values, weights)`: a weighted mean (weight 0 leaves one out)."""
         for name, value in logs.items():
-            self._trackers[name].update_state(value)
+            values, weights = value if isinstance(value, tuple) else (value, None)
+            self._trackers[name].update_state(values, sample_weight=weights)
         return {name: t.result() for name, t in self._trackers.items() if name in logs}
 
     def discriminator_loss(self, real_scores, fake_scores):
@@ -372,6 +379,17 @@ def _zeros_where_unreached(player, grads, variables):
                       f"({', '.join(unreached)}); they get zero gradients (an unused layer?).",
                       stacklevel=2)
     return [ops.zeros_like(v.value) if g is None else g for g, v in zip(grads, variables)]
+
+
+def _apply_when(when, optimizer, grads, variables):
+    """One optimizer step kept only where `when` is true. The step is always computed (a traced
+    program cannot branch on a tensor in every backend) and then undone by a select, so a
+    skipped step leaves the weights and the optimizer's state exactly as they were."""
+    state = [*variables, *optimizer.variables]
+    before = [ops.copy(v.value) for v in state]
+    backend.apply_gradients(optimizer, grads, variables)
+    for variable, old in zip(state, before):
+        variable.assign(ops.where(when, variable.value, old))
 
 
 def _inner(optimizer):

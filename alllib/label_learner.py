@@ -43,6 +43,11 @@ class AdversarialLabelLearner(Duel):
             [Player("discriminator", discriminator, "d"), Player("predictor", predictor, "p")],
             logs=("d_acc", "accuracy"), seed=seed, **kwargs,
         )
+        self._set_up(num_classes, conditional, targets, ce_weight)
+
+    def _set_up(self, num_classes, conditional, targets, ce_weight):
+        """The settings every label game shares (`Distiller` and `LabelAuction` make their own
+        players with `Duel.__init__`, then call this)."""
         self.num_classes = checks.integer("num_classes", num_classes, 2)
         if not isinstance(conditional, bool):
             raise TypeError(f"`conditional` must be True or False; received {conditional!r}.")
@@ -113,12 +118,16 @@ class AdversarialLabelLearner(Duel):
 
     def _evaluate_batch(self, data):
         x, labels = _tensors(data)
-        probs = ops.cast(self.predictor(x, training=False), "float32")
-        one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
+        return self.evaluation_logs(x, labels, ops.cast(self(x, training=False), "float32"))
+
+    def evaluation_logs(self, x, labels, probs, weights=None):
+        """Update accuracy, NLL and ECE with `probs` (`weights`: 0 leaves an example out)."""
+        one_hot = ops.one_hot(ops.maximum(labels, 0), self.num_classes, dtype="float32")
         accuracy = self._trackers["accuracy"]
-        accuracy.update_state(_correct(probs, labels))
-        self.nll_tracker.update_state(cross_entropy(one_hot, probs, eps=NLL_FLOOR))
-        self.ece_tracker.update_state(labels, probs)
+        accuracy.update_state(_correct(probs, labels), sample_weight=weights)
+        self.nll_tracker.update_state(cross_entropy(one_hot, probs, eps=NLL_FLOOR),
+                                      sample_weight=weights)
+        self.ece_tracker.update_state(labels, probs, sample_weight=weights)
         return {t.name: t.result() for t in (accuracy, self.nll_tracker, self.ece_tracker)}
 
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
@@ -130,10 +139,12 @@ class AdversarialLabelLearner(Duel):
                 self.check_data(*arrays)
         return super().evaluate(x, y, *args, **kwargs)
 
+    unlabeled = False  # whether a label of -1 may mark an unlabeled example (`Distiller`)
+
     def check_data(self, x, y, x_name, y_name):
-        """Integer labels in range, one per finite input; then `_probe` runs both networks.
+        """Integer labels in range, one per finite input; then `_probe` runs the networks.
         `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""
-        y = checks.labels(y_name, y, self.num_classes)
+        y = checks.labels(y_name, y, self.num_classes, self.unlabeled)
         leaves = keras.tree.flatten(x)
         if len(leaves) > 1 and self.conditional:
             raise ValueError(
@@ -148,15 +159,26 @@ class AdversarialLabelLearner(Duel):
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 
     def check_stream(self, data, name):
-        return checks.streamed_labels(data, name, self.num_classes)
+        return checks.streamed_labels(data, name, self.num_classes, self.unlabeled)
+
+    def probed_predictors(self):
+        """`(name, network)` of each network that must map inputs to class probabilities."""
+        return [("predictor", self.predictor)]
 
     def _probe(self, x):
         shapes = keras.tree.map_structure(lambda a: tuple(a.shape), x)
         signature = str(keras.tree.map_structure(lambda a: (a.shape[1:], str(a.dtype)), x))
         if signature in self._probed:  # the networks have not changed shape since
             return
+        probs = [self._probed_probs(name, network, x, shapes)
+                 for name, network in self.probed_predictors()][0]
+        if self.discriminator is not None:
+            self._probe_discriminator(x, shapes, probs)
+        self._probed.add(signature)
+
+    def _probed_probs(self, name, network, x, shapes):
         n = len(keras.tree.flatten(x)[0])
-        outputs = checks.called("predictor", lambda: self.predictor(x, training=False),
+        outputs = checks.called(name, lambda: network(x, training=False),
                                 f"an input batch of shape {shapes}")
         probs = ops.convert_to_numpy(ops.cast(outputs, "float32")).astype("float64")
         tolerance = _PROB_TOLERANCE_BY_DTYPE.get(
@@ -164,15 +186,18 @@ class AdversarialLabelLearner(Duel):
         )
         if probs.shape != (n, self.num_classes):
             raise ValueError(
-                f"`predictor` must return probabilities of shape (batch, num_classes) = "
+                f"`{name}` must return probabilities of shape (batch, num_classes) = "
                 f"({n}, {self.num_classes}); it returned shape {probs.shape}."
             )
         if probs.min() < -tolerance or np.abs(probs.sum(-1) - 1).max() > tolerance:
             raise ValueError(
-                "`predictor` must return probabilities (non-negative, each row summing to 1; "
+                f"`{name}` must return probabilities (non-negative, each row summing to 1; "
                 "end it with a softmax); its rows sum to "
                 f"{np.round(probs.sum(-1), 4).tolist()}, minimum {probs.min():.4g}."
             )
+        return probs
+
+    def _probe_discriminator(self, x, shapes, probs):
         vectors = ops.convert_to_tensor(probs.astype("float32"))
         if self.conditional:
             inputs = f"[x of shape {shapes}, label vectors of shape {probs.shape}]"
@@ -187,8 +212,7 @@ class AdversarialLabelLearner(Duel):
             f"{inputs} ({hint})",
         )
         checks.ends_in_logits(self.discriminator)
-        checks.one_score_each(scores, n, inputs)
-        self._probed.add(signature)
+        checks.one_score_each(scores, len(probs), inputs)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,

@@ -337,7 +337,8 @@ class CalibrationError(keras.metrics.Metric):
 
     It keeps the per-bin sums (count, confidence, correctness) in variables, so the result over
     a dataset evaluated in batches is the ECE of the whole set, not a mean of per-batch ECEs.
-    `update_state(labels, probs)` takes integer labels and probability vectors.
+    `update_state(labels, probs, sample_weight=None)` takes integer labels and probability
+    vectors; an example of weight 0 is left out.
     """
 
     def __init__(self, bins=ECE_BINS, name="ece", **kwargs):
@@ -355,6 +356,8 @@ class CalibrationError(keras.metrics.Metric):
         correct = ops.cast(ops.argmax(probs, axis=-1) == labels, "float32")
         index = ops.clip(ops.cast(ops.ceil(confidence * self.bins), "int32") - 1, 0, self.bins - 1)
         in_bin = ops.one_hot(index, self.bins, dtype="float32")
+        if sample_weight is not None:
+            in_bin = in_bin * ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
         for variable, values in zip(self.sums, (1.0, confidence, correct)):
             variable.assign_add(ops.sum(in_bin * ops.reshape(values, (-1, 1)), axis=0))
 

@@ -11,6 +11,7 @@ from keras import layers, ops
 
 import alllib
 from alllib import backend, nets
+from test_distiller_auction import few_labels, make_auction, make_distiller
 from test_gan import LATENT, ring_batch
 from test_label_learner import K, blobs, make_learner
 
@@ -35,10 +36,15 @@ def learner():
     return make_learner(conditional=True, ce_weight=0.5, seed=3, penalty="gradient_penalty")
 
 
+def fit_labels(labels):
+    return lambda model, **kw: model.fit(x, labels, batch_size=40, shuffle=False, verbose=0, **kw)
+
+
 MODELS = {
     "gan": (gan, lambda model, **kw: model.fit(ring, batch_size=64, shuffle=False, verbose=0, **kw)),
-    "learner": (learner, lambda model, **kw: model.fit(x, y, batch_size=40, shuffle=False,
-                                                       verbose=0, **kw)),
+    "learner": (learner, fit_labels(y)),
+    "distiller": (lambda: make_distiller(penalty="r1"), fit_labels(few_labels())),
+    "auction": (lambda: make_auction(bidding=True), fit_labels(y)),
 }
 
 

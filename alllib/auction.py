@@ -4,13 +4,14 @@ tell real label vectors from all of their outputs. In a round the discriminator 
 either every predictor moves against it, or (`bidding=True`) only the round's winning bidder: the
 predictor whose outputs the discriminator just judged most real (lowest adversarial loss, ties to
 the lowest index). A losing bidder's step is skipped inside the compiled round, so its weights
-and its optimizer's state (moments, iterations) stay as they were. The model's prediction is the
-mean of the K predictors' probabilities."""
+and its optimizer's state (moments, iterations) stay as they were; its `p{k}_loss` and
+`p{k}_grad_norm` still log the step it would have taken. The model's prediction is the mean of
+the K predictors' probabilities."""
 
 import keras
 from keras import ops
 
-from alllib import losses
+from alllib import backend, losses
 from alllib.duel import Duel, Player
 from alllib.label_learner import AdversarialLabelLearner, _correct, _tensors
 
@@ -36,6 +37,10 @@ class LabelAuction(AdversarialLabelLearner):
         if len(predictors) == 1:
             raise ValueError("An auction needs at least 2 predictors; for one predictor against "
                              "a discriminator use alllib.AdversarialLabelLearner.")
+        for k, network in enumerate(predictors):
+            if not isinstance(network, keras.Model):
+                raise TypeError(f"`predictors[{k}]` must be a keras.Model; received "
+                                f"{type(network).__name__}.")
         if len({id(p) for p in predictors}) != len(predictors):
             raise ValueError("`predictors` holds the same network more than once; each bidder "
                              "needs its own.")
@@ -59,6 +64,14 @@ class LabelAuction(AdversarialLabelLearner):
     def compile(self, d_optimizer=None, p_optimizer=None, **kwargs):
         """`Duel.compile` with `d_optimizer` and one optimizer per predictor: `p0_optimizer`...,
         or `p_optimizer`, which every predictor gets a fresh copy of."""
+        if self.bidding and backend.separate_replicas() > 1:
+            raise ValueError(
+                "bidding=True needs one winner per round, and each tf.distribute replica would "
+                "pick its own from its slice of the batch; train it on one device, or on JAX.")
+        if p_optimizer is None and any(kwargs.get(f"p{k}_optimizer") is None
+                                       for k in range(self.num_predictors)):
+            raise TypeError("compile() needs `p_optimizer` (each predictor gets a copy) or one "
+                            f"of `p0_optimizer` ... `p{self.num_predictors - 1}_optimizer` each.")
         if p_optimizer is not None:
             template = keras.optimizers.get(p_optimizer)
             for k in range(self.num_predictors):

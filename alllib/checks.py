@@ -54,7 +54,8 @@ def labels(name, y, num_classes, unlabeled=False):
         raise ValueError(f"{name} must have an integer dtype (class indices); received {y.dtype}.")
     low = -1 if unlabeled else 0
     if len(y) and (y.min() < low or y.max() >= num_classes):
-        allowed = f"[0, num_classes) = [0, {num_classes})" + (" or -1 (unlabeled)" if unlabeled else "")
+        allowed = f"[0, num_classes) = [0, {num_classes})"
+        allowed += " or -1 (unlabeled)" if unlabeled else ""
         raise ValueError(f"{name} must lie in {allowed}; found values from {y.min()} to {y.max()}.")
     return y
 

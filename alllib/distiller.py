@@ -10,11 +10,13 @@ The networks end in a softmax, as everywhere in the course; `log p` stands for t
 softmax cannot tell them apart)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from alllib import checks, losses
 from alllib.duel import Duel, Player
 from alllib.label_learner import AdversarialLabelLearner, _correct, _tensors, cross_entropy
+from alllib.metrics import NLL_FLOOR
 
 UNLABELED = -1  # the label of an example the student sees without its class
 
@@ -33,13 +35,23 @@ class Distiller(AdversarialLabelLearner):
         kd_weight, temperature: Hinton's softened-target term and its temperature T.
         adversarial_weight: weight of the adversarial term (only with a discriminator).
         ce_weight: weight of the cross-entropy on the labelled examples of a batch.
-        conditional, seed: as in `AdversarialLabelLearner`."""
+        conditional: whether the discriminator also sees the input (default True, unlike the
+            learner's default: a teacher's probabilities mean little without their input).
+        seed: as in `AdversarialLabelLearner`.
+
+    The teacher's `trainable` is set to False: it is never trained, and so no optimizer keeps
+    moments for its weights."""
 
     unlabeled = True
 
     def __init__(self, student, teacher, discriminator=None, num_classes=None, kd_weight=0.0,
                  temperature=1.0, adversarial_weight=None, ce_weight=0.0, conditional=True,
                  seed=None, **kwargs):
+        for name, network in (("student", student), ("teacher", teacher)):
+            if not isinstance(network, keras.Model):
+                raise TypeError(f"`{name}` must be a keras.Model; received "
+                                f"{type(network).__name__}.")
+        teacher.trainable = False
         players = [Player("predictor", student, "p"), Player("teacher", teacher, "t", trains=False)]
         if discriminator is not None:
             players.insert(0, Player("discriminator", discriminator, "d"))
@@ -75,7 +87,7 @@ class Distiller(AdversarialLabelLearner):
     def student(self):
         return self.predictor
 
-    def compile(self, p_optimizer=None, d_optimizer=None, **kwargs):
+    def compile(self, d_optimizer=None, p_optimizer=None, **kwargs):
         """`Duel.compile` with the student's `p_optimizer`, and `d_optimizer` when there is a
         discriminator."""
         if self.discriminator is None:
@@ -88,7 +100,7 @@ class Distiller(AdversarialLabelLearner):
 
     def play_round(self, data):
         x, labels = _tensors(data)
-        labelled = ops.cast(labels >= 0, "float32")
+        labelled = ops.cast(labels != UNLABELED, "float32")
         teacher = ops.stop_gradient(ops.cast(self.teacher(x, training=False), "float32"))
         probs, pass_ = self.shared_pass(
             "predictor", lambda: ops.cast(self.predictor(x, training=True), "float32")
@@ -125,10 +137,17 @@ class Distiller(AdversarialLabelLearner):
         x, labels = _tensors(data)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         teacher = ops.cast(self.teacher(x, training=False), "float32")
-        logs = self.evaluation_logs(x, labels, probs, ops.cast(labels >= 0, "float32"))
+        logs = self.evaluation_logs(x, labels, probs, ops.cast(labels != UNLABELED, "float32"))
         agreement = self._trackers["agreement"]
         agreement.update_state(_agree(probs, teacher))
         return {**logs, "agreement": agreement.result()}
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Accuracy, NLL and ECE over the labelled examples, agreement with the teacher over
+        all; labels that are all -1 are refused (their accuracy would read 0)."""
+        if isinstance(y, np.ndarray) and y.size and np.all(y == UNLABELED):
+            raise ValueError("`y` marks every example unlabeled (-1); evaluate needs labels.")
+        return super().evaluate(x, y, *args, **kwargs)
 
     def probed_predictors(self):
         return [("student", self.predictor), ("teacher", self.teacher)]
@@ -141,10 +160,12 @@ class Distiller(AdversarialLabelLearner):
                 "adversarial_weight": self.adversarial_weight or None}
 
 
-def softened_kl(teacher, student, temperature, eps=1e-7):
-    """Mean over the batch of T² KL(teacher_T || student_T), where p_T = softmax(log p / T)."""
-    t = ops.log_softmax(ops.log(ops.clip(teacher, eps, 1.0)) / temperature, axis=-1)
-    s = ops.log_softmax(ops.log(ops.clip(student, eps, 1.0)) / temperature, axis=-1)
+def softened_kl(teacher, student, temperature, floor=NLL_FLOOR):
+    """Mean over the batch of T² KL(teacher_T || student_T), where p_T = softmax(log p / T).
+    Probabilities are floored at the smallest normal float32 only: a confident teacher's tiny
+    probabilities (1e-12, say) are the "dark knowledge" that a high T brings back."""
+    t = ops.log_softmax(ops.log(ops.clip(teacher, floor, 1.0)) / temperature, axis=-1)
+    s = ops.log_softmax(ops.log(ops.clip(student, floor, 1.0)) / temperature, axis=-1)
     return temperature ** 2 * ops.mean(ops.sum(ops.exp(t) * (t - s), axis=-1))
 
 

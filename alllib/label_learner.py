@@ -62,6 +62,8 @@ class AdversarialLabelLearner(Duel):
         self.ece_tracker = CalibrationError(name="ece")
         self._probed = set()  # input signatures both networks were checked on
 
+    unlabeled = False  # whether a label of -1 may mark an unlabeled example (`Distiller`)
+
     @property
     def metrics(self):
         return super().metrics + [self.nll_tracker, self.ece_tracker]
@@ -118,7 +120,7 @@ class AdversarialLabelLearner(Duel):
 
     def _evaluate_batch(self, data):
         x, labels = _tensors(data)
-        return self.evaluation_logs(x, labels, ops.cast(self(x, training=False), "float32"))
+        return self.evaluation_logs(x, labels, ops.cast(self.call(x), "float32"))
 
     def evaluation_logs(self, x, labels, probs, weights=None):
         """Update accuracy, NLL and ECE with `probs` (`weights`: 0 leaves an example out)."""
@@ -139,14 +141,12 @@ class AdversarialLabelLearner(Duel):
                 self.check_data(*arrays)
         return super().evaluate(x, y, *args, **kwargs)
 
-    unlabeled = False  # whether a label of -1 may mark an unlabeled example (`Distiller`)
-
     def check_data(self, x, y, x_name, y_name):
         """Integer labels in range, one per finite input; then `_probe` runs the networks.
         `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""
         y = checks.labels(y_name, y, self.num_classes, self.unlabeled)
         leaves = keras.tree.flatten(x)
-        if len(leaves) > 1 and self.conditional:
+        if len(leaves) > 1 and self.conditional and self.discriminator is not None:
             raise ValueError(
                 f"{x_name} holds {len(leaves)} inputs, but a conditional discriminator takes "
                 "[x, label_vector] with one x; use conditional=False with a multi-input predictor.")
@@ -170,8 +170,8 @@ class AdversarialLabelLearner(Duel):
         signature = str(keras.tree.map_structure(lambda a: (a.shape[1:], str(a.dtype)), x))
         if signature in self._probed:  # the networks have not changed shape since
             return
-        probs = [self._probed_probs(name, network, x, shapes)
-                 for name, network in self.probed_predictors()][0]
+        for name, network in reversed(self.probed_predictors()):
+            probs = self._probed_probs(name, network, x, shapes)  # the first network's, last
         if self.discriminator is not None:
             self._probe_discriminator(x, shapes, probs)
         self._probed.add(signature)

@@ -426,6 +426,12 @@ def predictor_gradient_norms(learner, x, y):
     (how much of it the softmax lets through; small when the outputs are saturated). The predictor's gradient is the product of the two, times the
     network's own Jacobian. Runs eagerly, in inference mode, and changes nothing.
     """
+    from alllib.auction import LabelAuction
+    from alllib.distiller import Distiller
+
+    if isinstance(learner, (Distiller, LabelAuction)):
+        raise TypeError("predictor_gradient_norms splits an AdversarialLabelLearner's loss; "
+                        f"received a {type(learner).__name__}, whose loss has other terms.")
     learner.check_data(np.asarray(x), np.asarray(y), "`x`", "`y`")
     one_hot = ops.one_hot(ops.convert_to_tensor(np.reshape(y, -1), "int32"), learner.num_classes)
     x = ops.convert_to_tensor(x)

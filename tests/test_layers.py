@@ -9,9 +9,9 @@ import sys
 
 ALLLIB = pathlib.Path(__file__).resolve().parents[1] / "alllib"
 TOOLING = {"configs", "experiments", "ablation", "plots", "__main__"}
-CORE = ["duel", "gan", "conditional_gan", "label_learner", "losses", "targets", "nets", "checks",
-        "callbacks", "metrics", "backend/__init__", "backend/tensorflow", "backend/jax",
-        "backend/torch"]
+CORE = ["duel", "gan", "conditional_gan", "label_learner", "distiller", "auction", "losses",
+        "targets", "nets", "checks", "callbacks", "metrics", "backend/__init__",
+        "backend/tensorflow", "backend/jax", "backend/torch"]
 
 
 def imported_at_import_time(module):

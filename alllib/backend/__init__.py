@@ -15,6 +15,8 @@ back). Each file answers with this interface; the rest of alllib is written once
 - `train_step(model, round_fn, args)`, `test_step(model, batch_fn, args)`: call `round_fn(data)
   -> logs` as this backend calls `train_step(*args)` (`test_step`).
 - `device_name()`: where this backend computes, in words ("GPU (NVIDIA H200)", "CPU").
+- `separate_replicas()`: how many replicas each play the round on their own slice of the batch
+  (`tf.distribute`); 1 where the round is one program, as under JAX's `DataParallel`.
 - `MAX_STEPS_PER_EXECUTION`: steps `fit` may run per call into the backend (Keras's PyTorch
   trainer runs exactly one), or None for no limit."""
 
@@ -36,6 +38,7 @@ train_step = _impl.train_step
 test_step = _impl.test_step
 MAX_STEPS_PER_EXECUTION = _impl.MAX_STEPS_PER_EXECUTION
 device_name = _impl.device_name
+separate_replicas = _impl.separate_replicas
 
 
 def steps_per_execution(requested):

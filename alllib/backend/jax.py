@@ -134,6 +134,10 @@ def _or(value, default):
     return default if value is None else value
 
 
+def separate_replicas():
+    return 1  # a DataParallel round is one global program
+
+
 def device_name():
     device = jax.devices()[0]
     return "CPU" if device.platform == "cpu" else f"{device.platform.upper()} ({device.device_kind})"

@@ -51,6 +51,10 @@ class SeedGenerator(keras.random.SeedGenerator):
         return seed + tf.stack([replica * 7919, tf.zeros_like(replica)])  # a prime stride
 
 
+def separate_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
 def train_step(model, round_fn, args):
     (data,) = args
     return round_fn(data)

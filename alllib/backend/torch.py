@@ -60,5 +60,9 @@ def train_step(model, round_fn, args):
 test_step = train_step
 
 
+def separate_replicas():
+    return 1  # no multi-device fit
+
+
 def device_name():
     return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU"

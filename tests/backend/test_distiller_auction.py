@@ -7,7 +7,7 @@ import keras
 from keras import ops
 
 import alllib
-from alllib import nets
+from alllib import metrics, nets
 from alllib.distiller import UNLABELED, softened_kl
 from test_label_learner import K, blobs
 
@@ -68,6 +68,8 @@ def test_the_teacher_never_moves_and_the_student_learns_it(adversarial):
         np.testing.assert_array_equal(before, after)
     assert any(not np.array_equal(a, b) for a, b in zip(student_before, model.student.get_weights()))
     assert not hasattr(model, "t_optimizer") and "t_loss" not in history.history
+    assert not model.teacher.trainable  # so no optimizer keeps moments for its weights
+    assert not any(v.path.startswith(f"{model.teacher.name}/") for v in model.trainable_variables)
     logs = model.evaluate(x, y, batch_size=60, verbose=0, return_dict=True)
     assert set(logs) == {"accuracy", "nll", "ece", "agreement"}
     assert logs["agreement"] > 0.9 and logs["accuracy"] > 0.9
@@ -125,6 +127,10 @@ def test_distiller_errors_name_the_argument():
     model.compile(p_optimizer="adam")
     with pytest.raises(ValueError, match=r"\[0, 3\) or -1 \(unlabeled\); found values from -2"):
         model.fit(x, np.where(y == 0, -2, y), verbose=0)
+    with pytest.raises(ValueError, match="marks every example unlabeled"):
+        model.evaluate(x, np.full(len(x), UNLABELED), verbose=0)
+    with pytest.raises(TypeError, match="`student` must be a keras.Model"):
+        alllib.Distiller("mlp", teacher, None, K, kd_weight=1.0)
     with pytest.raises(ValueError, match="must lie in"):  # the learner keeps refusing -1
         from test_label_learner import make_learner
         make_learner().fit(x, few_labels(), verbose=0)
@@ -187,11 +193,32 @@ def test_auction_errors_name_the_argument():
     with pytest.raises(TypeError, match="`bidding` must be True or False"):
         alllib.LabelAuction([one, nets.mlp_predictor((4,), K, width=8, name="two")],
                             discriminator, K, bidding="winner")
+    with pytest.raises(TypeError, match=r"`predictors\[1\]` must be a keras.Model"):
+        alllib.LabelAuction([one, "mlp"], discriminator, K)
     wrong = nets.mlp_predictor((4,), K + 1, width=8, name="wrong")
     model = alllib.LabelAuction([one, wrong], discriminator, K)
     with pytest.raises(ValueError, match="p_optimizer` or `p1_optimizer`, not both"):
         model.compile(d_optimizer="adam", p_optimizer="adam", p1_optimizer="adam")
+    with pytest.raises(TypeError, match="needs `p_optimizer`"):
+        model.compile(d_optimizer="adam")
     model.compile(d_optimizer="adam", p_optimizer="adam")
     assert model.p0_optimizer is not model.p1_optimizer
     with pytest.raises(ValueError, match=r"`predictors\[1\]` must return probabilities of shape"):
         model.fit(x, y, verbose=0)
+
+
+def test_a_distiller_without_a_discriminator_takes_a_multi_input_student():
+    inputs = [keras.Input((2,)), keras.Input((2,))]
+    joined = keras.layers.Concatenate()(inputs)
+    student = keras.Model(inputs, keras.layers.Dense(K, activation="softmax")(joined), name="two")
+    teacher_inputs = [keras.Input((2,)), keras.Input((2,))]
+    teacher = keras.Model(teacher_inputs, keras.layers.Dense(K, activation="softmax")(
+        keras.layers.Concatenate()(teacher_inputs)), name="two_teacher")
+    model = alllib.Distiller(student, teacher, None, K, kd_weight=1.0)
+    model.compile(p_optimizer="adam")
+    model.fit([x[:, :2], x[:, 2:]], y, batch_size=40, verbose=0)
+
+
+def test_gradient_norms_refuse_the_models_with_other_terms():
+    with pytest.raises(TypeError, match="whose loss has other terms"):
+        metrics.predictor_gradient_norms(make_auction(), x[:8], y[:8])

@@ -5,6 +5,9 @@
 - `"cifar10"`: tensorflow-datasets.
 - `"digits"`: scikit-learn's 1797 real 8x8 handwritten digits; ships with scikit-learn, so it
   needs no network.
+- `"stacked_digits"`: three digits of a split drawn at random, one per channel (8x8x3): the
+  Stacked-MNIST mode-collapse benchmark (Metz et al. 2017; Srivastava et al. 2017) built from the
+  8x8 digits, with 1,000 modes; `y` is the three-digit number, 100 * first + 10 * second + third.
 - `"ring"`: 8 Gaussians on a circle of radius 2, standard deviation 0.02 (VEEGAN's benchmark).
 - `"grid"`: 25 Gaussians on a 5x5 grid with spacing 2, standard deviation 0.05.
   For the mixtures, `y` is the index of the mode each point was drawn from.
@@ -20,7 +23,7 @@ import os
 import numpy as np
 
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
-OFFLINE_DATASETS = ("digits", "ring", "grid")
+OFFLINE_DATASETS = ("digits", "stacked_digits", "ring", "grid")
 DATASETS = TFDS_DATASETS + OFFLINE_DATASETS
 
 # The four files of the original MNIST-style releases, per split: (images, labels).
@@ -54,12 +57,15 @@ def load(name, split="train", n=None, seed=0):
         name: one of `DATASETS`.
         split: `"train"` or `"test"`. For digits the test split is a fixed 20% of the data;
             for the mixtures it only changes the random draw.
-        n: number of examples to keep (the mixtures: to draw; default 10 000).
-        seed: seed for the mixtures and for subsampling.
+        n: number of examples to keep (the mixtures and stacked digits: to draw; default
+            10 000).
+        seed: seed for the mixtures, the stacked digits and subsampling.
     """
     _check_name_and_split(name, split)
-    if name in ("ring", "grid"):
+    if name in ("ring", "grid", "stacked_digits"):
         draw_seed = seed if split == "train" else seed + 1_000_003
+        if name == "stacked_digits":
+            return _stacked_digits(split, 10_000 if n is None else n, draw_seed)
         return _mixture(name, 10_000 if n is None else n, draw_seed)
     if name == "digits":
         x, y = _digits(split)
@@ -79,7 +85,8 @@ def source(name):
     """Where `load(name)` reads from, in words a notebook can print (no machine paths)."""
     _check_name_and_split(name, "train")
     if name in OFFLINE_DATASETS:
-        return "scikit-learn (bundled)" if name == "digits" else "synthetic"
+        return {"digits": "scikit-learn (bundled)",
+                "stacked_digits": "scikit-learn's digits, stacked"}.get(name, "synthetic")
     return _locate(name)[0]
 
 
@@ -251,6 +258,14 @@ def _digits(split):
     cut = int(0.8 * len(x))
     keep = order[:cut] if split == "train" else order[cut:]
     return x[keep], y[keep]
+
+
+def _stacked_digits(split, n, seed):
+    """`n` stacks of three digits of `split`, each drawn uniformly with replacement."""
+    x, y = _digits(split)
+    picks = np.random.default_rng(seed).integers(0, len(x), (n, 3))
+    return np.concatenate([x[picks[:, c]] for c in range(3)], axis=-1), (
+        y[picks] @ np.array([100, 10, 1])).astype("int32")
 
 
 def _tfds_prepared(name):

@@ -71,6 +71,27 @@ def class_coverage(probs, min_share=0.1):
     }
 
 
+def stacked_modes(judge, images):
+    """Modes of a stacked-digits generator (the VEEGAN and PacGAN protocol, usually on 26,000
+    samples): `judge` (a `Judge` of single digits) reads every channel of `images`, `(n, h, w, c)`,
+    and the c digits make the sample's mode, one of 10^c. Returns `modes` (how many distinct modes
+    the samples hit), `kl_from_uniform` (KL(q || uniform) of their mode histogram q, in nats;
+    log 10^c when all fall in one mode) and `counts` (the histogram). Run it on real stacks too:
+    the judge's own errors set the ceiling."""
+    images = np.asarray(images, "float32")
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty batch (n, height, width, channels); "
+                         f"received shape {images.shape}.")
+    channels = images.shape[-1]
+    digits = [judge.probs(images[..., c:c + 1]).argmax(1) for c in range(channels)]
+    modes = sum(d * 10 ** (channels - 1 - c) for c, d in enumerate(digits))
+    counts = np.bincount(modes, minlength=10 ** channels)
+    shares = counts[counts > 0] / len(images)
+    return {"modes": int((counts > 0).sum()),
+            "kl_from_uniform": float(np.sum(shares * np.log(shares * 10 ** channels))),
+            "counts": counts}
+
+
 def _check_features(**sets):
     arrays = {name: np.asarray(values, dtype="float64") for name, values in sets.items()}
     dims = {a.shape[1] if a.ndim == 2 else None for a in arrays.values()}
@@ -373,12 +394,14 @@ class CalibrationError(keras.metrics.Metric):
         return {**super().get_config(), "bins": self.bins}
 
 
-def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0):
+def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, seed=0,
+                        fine_tune=False):
     """A fresh copy of `discriminator`'s architecture (new weights), trained with binary
     cross-entropy to tell `real` from `fake`. Trained after the fact against a frozen generator,
     it has no game to play: it simply finds whatever separates the two sets. For a
     discriminator with several inputs (a conditional one's `[x, label_vector]`), `real` and
-    `fake` are lists of arrays in that order."""
+    `fake` are lists of arrays in that order. With `fine_tune`, the copy starts from
+    `discriminator`'s own weights instead: the control for a fresh one, trained the same way."""
     if nets.scores_depend_on_batch(discriminator):
         raise ValueError(
             "`discriminator` has a layer that looks across the batch (MinibatchStdDev or "
@@ -387,6 +410,8 @@ def fresh_discriminator(discriminator, real, fake, epochs=20, batch_size=64, see
         )
     keras.utils.set_random_seed(seed)  # note: resets Python, NumPy and backend global seeds
     fresh = keras.models.clone_model(discriminator)
+    if fine_tune:
+        fresh.set_weights(discriminator.get_weights())
     fresh.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),

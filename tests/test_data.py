@@ -20,6 +20,21 @@ def test_digits_offline_scaled_and_split():
     assert not set(map(bytes, x_train)) & set(map(bytes, x_test))  # disjoint splits
 
 
+def test_stacked_digits_stack_three_digits_of_the_split():
+    x, y = data.load("stacked_digits", n=3000, seed=1)
+    digits, labels = data.load("digits")
+    assert x.shape == (3000, 8, 8, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert 900 < len(np.unique(y)) <= 1000 and y.min() >= 0 and y.max() <= 999
+    for c, place in enumerate((100, 10, 1)):  # each channel is a digit image with its label
+        lookup = {bytes(image): label for image, label in zip(digits, labels)}
+        assert all(lookup[bytes(x[i, ..., c:c + 1])] == y[i] // place % 10 for i in range(50))
+    assert np.array_equal(x, data.load("stacked_digits", n=3000, seed=1)[0])
+    test_x, _ = data.load("stacked_digits", split="test", n=100, seed=1)
+    test_digits = set(map(bytes, data.load("digits", split="test")[0]))
+    assert all(bytes(test_x[i, ..., c:c + 1]) in test_digits for i in range(100) for c in range(3))
+    assert data.source("stacked_digits") == "scikit-learn's digits, stacked"
+
+
 @pytest.mark.parametrize("name, modes, std", [("ring", 8, 0.02), ("grid", 25, 0.05)])
 def test_mixtures(name, modes, std):
     x, y = data.load(name, n=20_000, seed=3)

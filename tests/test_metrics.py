@@ -31,6 +31,26 @@ def test_shape_is_checked():
         metrics.mode_coverage(np.zeros((5, 3)), centres, std)
 
 
+class DigitReader:
+    """A stand-in judge that reads the digit d from an image filled with d / 10."""
+
+    def probs(self, x):
+        return np.eye(10)[np.rint(x.mean(axis=(1, 2, 3)) * 10).astype(int)]
+
+
+def test_stacked_modes_count_three_digit_modes_and_their_balance():
+    every_mode = np.stack([np.full((8, 8), d / 10) for d in range(10)])
+    triples = np.array([[a, b, c] for a in range(10) for b in range(10) for c in range(10)])
+    images = np.stack([every_mode[triples[:, c]] for c in range(3)], axis=-1)
+    result = metrics.stacked_modes(DigitReader(), images)
+    assert result["modes"] == 1000 and result["kl_from_uniform"] == pytest.approx(0.0, abs=1e-9)
+    one = metrics.stacked_modes(DigitReader(), np.repeat(images[123:124], 50, axis=0))
+    assert one["modes"] == 1 and one["counts"][123] == 50
+    assert one["kl_from_uniform"] == pytest.approx(np.log(1000))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        metrics.stacked_modes(DigitReader(), images[0])
+
+
 def test_class_coverage_counts_classes_and_balance():
     probs = np.zeros((20, 4))
     probs[:10, 0] = 1.0             # 10 confident samples of class 0

@@ -226,6 +226,12 @@ def test_fresh_discriminator_separates_what_the_training_one_cannot():
                                          epochs=30, batch_size=32)
     assert fresh is not gan.discriminator
     assert metrics.logit_accuracy(fresh, real_test, fake_test) > 0.95
+    # The control starts from the training discriminator's weights: untrained, it scores the same.
+    for fine_tune, same in ((True, True), (False, False)):
+        copy = metrics.fresh_discriminator(gan.discriminator, real_train, fake_test, epochs=0,
+                                           fine_tune=fine_tune)
+        scores = [keras.ops.convert_to_numpy(d(real_test)) for d in (copy, gan.discriminator)]
+        assert np.allclose(*scores) == same
     # A discriminator whose score is the first coordinate: real points right of 0 count as real.
     first = keras.Sequential([keras.Input((2,)), layers.Lambda(lambda p: p[:, :1])])
     expected = 0.5 * ((real_test[:, 0] > 0.5).mean() + (fake_test[:, 0] < 0.5).mean())

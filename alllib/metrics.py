@@ -433,6 +433,35 @@ def logit_accuracy(discriminator, real, fake, threshold=0.0):
     return float(keras.ops.convert_to_numpy(accuracy))
 
 
+def adam_step(optimizer, grads, variables):
+    """What a Keras `Adam` (without amsgrad) would do with `grads` for `variables` on its next
+    step, computed from its state without changing it: a dict of flat NumPy arrays over every
+    parameter, `grad`, `sqrt_v` (the root of the second-moment estimate after this gradient,
+    which still remembers earlier ones) and `step` (the change the step makes), and the scalars
+    `epsilon` and `learning_rate`. Adam's step is close to the learning rate while `sqrt_v` is
+    well above `epsilon`, and about `alpha * m / epsilon` where the gradients are far below it:
+    reading the three together says which of the two stalls a vanishing gradient."""
+    if not isinstance(optimizer, keras.optimizers.Adam) or optimizer.amsgrad:
+        raise TypeError(f"`optimizer` must be a keras.optimizers.Adam without amsgrad; received "
+                        f"{type(optimizer).__name__}.")
+    numpy = lambda value: np.asarray(ops.convert_to_numpy(value), "float64")
+    t = float(numpy(optimizer.iterations)) + 1
+    beta_1, beta_2 = float(numpy(optimizer.beta_1)), float(numpy(optimizer.beta_2))
+    learning_rate = float(numpy(optimizer._get_current_learning_rate()))
+    alpha = learning_rate * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+    parts = {"grad": [], "sqrt_v": [], "step": []}
+    for grad, variable in zip(grads, variables):
+        index = optimizer._get_variable_index(variable)
+        g = numpy(grad).ravel()
+        m = numpy(optimizer._momentums[index]).ravel() * beta_1 + (1 - beta_1) * g
+        v = numpy(optimizer._velocities[index]).ravel() * beta_2 + (1 - beta_2) * g ** 2
+        parts["grad"].append(g)
+        parts["sqrt_v"].append(np.sqrt(v))
+        parts["step"].append(-alpha * m / (np.sqrt(v) + optimizer.epsilon))
+    return {**{k: np.concatenate(v) for k, v in parts.items()},
+            "epsilon": float(optimizer.epsilon), "learning_rate": learning_rate}
+
+
 def global_norm(grads):
     """The L2 norm of a list of gradient tensors taken together."""
     return ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))

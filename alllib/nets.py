@@ -1,6 +1,6 @@
 """Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors and
-label-vector discriminators for adversarial label learning; `SpectralDense`, `MinibatchStdDev`,
-`BatchFrequencies`."""
+label-vector discriminators for adversarial label learning; `SpectralDense`, `SpectralConv2D`,
+`MinibatchStdDev`, `BatchFrequencies`."""
 
 import keras
 from keras import layers, ops
@@ -60,12 +60,14 @@ def _dcgan_upsample(x, image_shape, width):
 
 
 def dcgan_discriminator(image_shape=(28, 28, 1), width=64, minibatch_std=False,
-                        name="discriminator"):
+                        spectral_norm=False, name="discriminator"):
     """Image -> one logit: two stride-2 convs with LeakyReLU, no BatchNorm (safe for penalties).
-    `minibatch_std` appends the batch's feature spread as a channel before the second conv."""
+    `minibatch_std` appends the batch's feature spread as a channel before the second conv;
+    `spectral_norm` uses `SpectralConv2D` and `SpectralDense` layers."""
     images = keras.Input(image_shape)
-    features = _dcgan_features(images, width, minibatch_std)
-    return keras.Model(images, layers.Dense(1)(features), name=name)
+    features = _dcgan_features(images, width, minibatch_std, spectral_norm)
+    dense = SpectralDense if spectral_norm else layers.Dense
+    return keras.Model(images, dense(1)(features), name=name)
 
 
 def conditional_dcgan_discriminator(image_shape, num_classes, width=64, name="discriminator"):
@@ -80,12 +82,13 @@ def conditional_dcgan_discriminator(image_shape, num_classes, width=64, name="di
     return keras.Model([images, labels], logit, name=name)
 
 
-def _dcgan_features(x, width, minibatch_std=False):
-    x = layers.Conv2D(width, 4, strides=2, padding="same")(x)
+def _dcgan_features(x, width, minibatch_std=False, spectral_norm=False):
+    conv = SpectralConv2D if spectral_norm else layers.Conv2D
+    x = conv(width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
     if minibatch_std:
         x = MinibatchStdDev()(x)
-    x = layers.Conv2D(2 * width, 4, strides=2, padding="same")(x)
+    x = conv(2 * width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
     return layers.Flatten()(x)
 
@@ -109,21 +112,68 @@ class SpectralDense(layers.Layer):
         )
 
     def call(self, inputs, training=False):
-        kernel = ops.cast(self.kernel, "float32")
-        u = ops.cast(self.u, "float32")
-        v = _unit(ops.matmul(u, ops.transpose(kernel)))
-        u = ops.stop_gradient(_unit(ops.matmul(v, kernel)))
-        v = ops.stop_gradient(v)
-        sigma = ops.sum(ops.matmul(v, kernel) * u)
-        if training:
-            self.u.assign(ops.cast(u, self.u.dtype))
-        outputs = ops.matmul(inputs, ops.cast(self.kernel / sigma, inputs.dtype)) + self.bias
+        kernel = _spectrally_normalised(self.kernel, self.u, training)
+        outputs = ops.matmul(inputs, ops.cast(kernel, inputs.dtype)) + self.bias
         return self.activation(outputs)
 
     def get_config(self):
         config = super().get_config()
         config.update(units=self.units, activation=keras.activations.serialize(self.activation))
         return config
+
+
+@keras.saving.register_keras_serializable(package="alllib")
+class SpectralConv2D(layers.Layer):
+    """`SpectralDense` for a 2-D convolution: the kernel, read as a matrix of (height x width x
+    input channels) rows and one column per filter, is divided by that matrix's largest singular
+    value, as Miyato et al. (2018) do for convolutions."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", activation=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size = filters, kernel_size
+        self.strides, self.padding = strides, padding
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        shape = (self.kernel_size, self.kernel_size, input_shape[-1], self.filters)
+        self.kernel = self.add_weight(shape, "glorot_uniform", name="kernel")
+        self.bias = self.add_weight((self.filters,), "zeros", name="bias")
+        self.u = self.add_weight(
+            (1, self.filters), keras.initializers.RandomNormal(), name="u", trainable=False
+        )
+
+    def call(self, inputs, training=False):
+        kernel = _spectrally_normalised(self.kernel, self.u, training)
+        outputs = ops.conv(inputs, ops.cast(kernel, inputs.dtype), strides=self.strides,
+                           padding=self.padding) + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        size = [None if n is None else (n - (0 if self.padding == "same" else self.kernel_size - 1)
+                                        + self.strides - 1) // self.strides
+                for n in input_shape[1:3]]
+        return (input_shape[0], *size, self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      padding=self.padding, activation=keras.activations.serialize(self.activation))
+        return config
+
+
+def _spectrally_normalised(kernel, u_variable, training):
+    """`kernel` over its largest singular value (as a matrix with one column per output), by one
+    step of the power iteration from `u_variable`, which a training call advances."""
+    matrix = ops.reshape(ops.cast(kernel, "float32"), (-1, kernel.shape[-1]))
+    u = ops.cast(u_variable, "float32")
+    v = _unit(ops.matmul(u, ops.transpose(matrix)))
+    u = ops.stop_gradient(_unit(ops.matmul(v, matrix)))
+    v = ops.stop_gradient(v)
+    sigma = ops.sum(ops.matmul(v, matrix) * u)
+    if training:
+        u_variable.assign(ops.cast(u, u_variable.dtype))
+    return kernel / ops.cast(sigma, kernel.dtype)
 
 
 @keras.saving.register_keras_serializable(package="alllib")

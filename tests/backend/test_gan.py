@@ -290,3 +290,52 @@ def test_epoch_progress_prints_plain_lines(capsys):
             callbacks=[alllib.callbacks.EpochProgress(interval=1000)])  # resuming
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[0] for line in lines] == ["epoch 4/5", "epoch 5/5"]
+
+
+def test_spectral_conv_normalises_its_kernel_and_a_dcgan_with_it_trains(tmp_path):
+    layer = nets.SpectralConv2D(3, 3, strides=2, padding="same")
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 2)).astype("float32")
+    for _ in range(30):
+        layer(x, training=True)  # the power iteration converges
+    kernel = ops.convert_to_numpy(layer.kernel)
+    sigma = np.linalg.svd(kernel.reshape(-1, 3), compute_uv=False)[0]
+    expected = ops.conv(x, kernel / sigma, strides=2, padding="same") + layer.bias
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), ops.convert_to_numpy(expected),
+                               rtol=1e-4, atol=1e-5)
+    assert layer.compute_output_shape((None, 6, 6, 2)) == (None, 3, 3, 3)
+    assert nets.SpectralConv2D(3, 3).compute_output_shape((None, 6, 6, 2)) == (None, 4, 4, 3)
+
+    keras.utils.set_random_seed(0)
+    gan = alllib.GAN(nets.dcgan_generator(8, (8, 8, 1), width=8),
+                     nets.dcgan_discriminator((8, 8, 1), width=8, spectral_norm=True), 8, seed=0)
+    gan.compile(d_optimizer="adam", g_optimizer="adam", loss="hinge")
+    u_before = [np.array(v) for v in gan.discriminator.non_trainable_weights]
+    assert len(u_before) == 3  # two convolutions and the head
+    history = gan.fit(data.load("digits")[0][:256], batch_size=64, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert all(not np.allclose(a, np.array(b))
+               for a, b in zip(u_before, gan.discriminator.non_trainable_weights))
+    gan.save(tmp_path / "gan.keras")
+    reloaded = keras.saving.load_model(tmp_path / "gan.keras")
+    images = data.load("digits")[0][:8]
+    np.testing.assert_allclose(ops.convert_to_numpy(reloaded.discriminator(images)),
+                               ops.convert_to_numpy(gan.discriminator(images)), rtol=1e-5, atol=1e-6)
+
+
+def test_adam_step_predicts_the_step_adam_takes():
+    """Including a tiny gradient, far below epsilon, where Adam's step shrinks with it."""
+    variables = [keras.Variable(np.ones((3, 2), "float32")), keras.Variable(np.zeros(4, "float32"))]
+    optimizer = keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(1e-2, 10, 0.5))
+    optimizer.build(variables)
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1.0, 1e-12):
+        grads = [keras.ops.convert_to_tensor(scale * rng.standard_normal(v.shape).astype("float32"))
+                 for v in variables]
+        report = metrics.adam_step(optimizer, grads, variables)
+        before = np.concatenate([np.array(v).ravel() for v in variables])
+        optimizer.apply(grads, variables)
+        after = np.concatenate([np.array(v).ravel() for v in variables])
+        np.testing.assert_allclose(after - before, report["step"], rtol=1e-4, atol=1e-9)
+    assert report["epsilon"] == 1e-7 and np.all(report["sqrt_v"] > 100 * np.abs(report["grad"]))
+    with pytest.raises(TypeError, match="keras.optimizers.Adam without amsgrad"):
+        metrics.adam_step(keras.optimizers.SGD(), grads, variables)

@@ -73,6 +73,8 @@ def test_the_teacher_never_moves_and_the_student_learns_it(adversarial):
     logs = model.evaluate(x, y, batch_size=60, verbose=0, return_dict=True)
     assert set(logs) == {"accuracy", "nll", "ece", "agreement"}
     assert logs["agreement"] > 0.9 and logs["accuracy"] > 0.9
+    np.testing.assert_allclose(model.predict(x, verbose=0), ops.convert_to_numpy(model.student(x)),
+                               rtol=1e-5, atol=1e-6)  # the student's probabilities
 
 
 def test_the_softened_kl_is_hintons_term():
@@ -177,6 +179,7 @@ def test_the_auction_predicts_the_mean_of_its_predictors_and_evaluates_it():
     model.fit(x, y, batch_size=40, epochs=2, verbose=0)
     mean = np.mean([ops.convert_to_numpy(p(x)) for p in model.predictors], axis=0)
     np.testing.assert_allclose(ops.convert_to_numpy(model(x)), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, verbose=0), mean, rtol=1e-5, atol=1e-6)
     logs = model.evaluate(x, y, batch_size=240, verbose=0, return_dict=True)
     assert logs["accuracy"] == pytest.approx(np.mean(mean.argmax(1) == y))
 

@@ -115,7 +115,7 @@ class Distiller(AdversarialLabelLearner):
         self.move("predictor", lambda p: self.student_objective(x, labels, labelled, teacher, p),
                   through=pass_)
         logs["accuracy"] = (_correct(probs, labels), labelled)
-        logs["agreement"] = _agree(probs, teacher)
+        logs["agreement"] = _correct(probs, ops.argmax(teacher, axis=-1))
         return logs
 
     def student_objective(self, x, labels, labelled, teacher, probs):
@@ -139,7 +139,7 @@ class Distiller(AdversarialLabelLearner):
         teacher = ops.cast(self.teacher(x, training=False), "float32")
         logs = self.evaluation_logs(x, labels, probs, ops.cast(labels != UNLABELED, "float32"))
         agreement = self._trackers["agreement"]
-        agreement.update_state(_agree(probs, teacher))
+        agreement.update_state(_correct(probs, ops.argmax(teacher, axis=-1)))
         return {**logs, "agreement": agreement.result()}
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -167,7 +167,3 @@ def softened_kl(teacher, student, temperature, floor=NLL_FLOOR):
     t = ops.log_softmax(ops.log(ops.clip(teacher, floor, 1.0)) / temperature, axis=-1)
     s = ops.log_softmax(ops.log(ops.clip(student, floor, 1.0)) / temperature, axis=-1)
     return temperature ** 2 * ops.mean(ops.sum(ops.exp(t) * (t - s), axis=-1))
-
-
-def _agree(probs, teacher):
-    return ops.cast(ops.argmax(probs, axis=-1) == ops.argmax(teacher, axis=-1), "float32")

@@ -170,10 +170,10 @@ class AdversarialLabelLearner(Duel):
         signature = str(keras.tree.map_structure(lambda a: (a.shape[1:], str(a.dtype)), x))
         if signature in self._probed:  # the networks have not changed shape since
             return
-        for name, network in reversed(self.probed_predictors()):
-            probs = self._probed_probs(name, network, x, shapes)  # the first network's, last
-        if self.discriminator is not None:
-            self._probe_discriminator(x, shapes, probs)
+        probs = [self._probed_probs(name, network, x, shapes)
+                 for name, network in self.probed_predictors()]
+        if self.discriminator is not None:  # it judges the first network's outputs
+            self._probe_discriminator(x, shapes, probs[0])
         self._probed.add(signature)
 
     def _probed_probs(self, name, network, x, shapes):

@@ -20,26 +20,31 @@ from alllib.gan import GAN
 
 # Players: MLPs with 3 hidden layers of 256 ReLU units; 2-D noise, the same dimension as the data.
 LATENT_DIM, WIDTH, DEPTH = 2, 256, 3
+# For images: the DCGAN players of notebook 01 at width 32, with 64-D noise.
+IMAGE_LATENT_DIM, IMAGE_WIDTH = 64, 32
 
 
-def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1):
+def build_gan(config, steps, seed, input_dim=2, steps_per_execution=1, image_shape=None):
     """The compiled `GAN` for `config` (a dict of `GAN_DEFAULTS` keys) trained for `steps`
     generator steps: both learning rates decay along a cosine to 2% of their start over the run
     (the discriminator's over its `steps * d_steps` updates), and instance noise (if any)
-    anneals to zero over the first 60% of the steps."""
+    anneals to zero over the first 60% of the steps. With `image_shape` the players are small
+    DCGANs for images of that shape instead of MLPs for `input_dim`-D points (the defaults'
+    learning rates are the 2-D ones; images usually want lower)."""
     s = configure(config, GAN_DEFAULTS, "a GAN")
     steps = checks.integer("steps", steps, 1)
     s["d_steps"] = checks.integer("d_steps", s["d_steps"], 1)  # before it sizes a schedule
     keras.utils.set_random_seed(seed)
-    gan = GAN(
-        nets.mlp_generator(LATENT_DIM, input_dim, width=WIDTH, depth=DEPTH),
-        nets.mlp_discriminator(
-            input_dim, width=WIDTH, depth=DEPTH, spectral_norm=s["spectral_norm"],
-            minibatch_std=s["minibatch_std"],
-        ),
-        LATENT_DIM,
-        seed=seed,
-    )
+    options = dict(spectral_norm=s["spectral_norm"], minibatch_std=s["minibatch_std"])
+    if image_shape is None:
+        latent_dim = LATENT_DIM
+        generator = nets.mlp_generator(latent_dim, input_dim, width=WIDTH, depth=DEPTH)
+        discriminator = nets.mlp_discriminator(input_dim, width=WIDTH, depth=DEPTH, **options)
+    else:
+        latent_dim, image_shape = IMAGE_LATENT_DIM, tuple(image_shape)
+        generator = nets.dcgan_generator(latent_dim, image_shape, width=IMAGE_WIDTH)
+        discriminator = nets.dcgan_discriminator(image_shape, width=IMAGE_WIDTH, **options)
+    gan = GAN(generator, discriminator, latent_dim, seed=seed)
 
     def adam(learning_rate, updates):
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, updates, alpha=0.02)

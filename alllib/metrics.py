@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment, minimize_scalar
 
-from alllib import backend, losses, nets
+from alllib import backend, checks, losses, nets
 from alllib.stats import ECE_BINS, NLL_FLOOR
 
 
@@ -460,6 +460,29 @@ def adam_step(optimizer, grads, variables):
         parts["step"].append(-alpha * m / (np.sqrt(v) + optimizer.epsilon))
     return {**{k: np.concatenate(v) for k, v in parts.items()},
             "epsilon": float(optimizer.epsilon), "learning_rate": learning_rate}
+
+
+def generator_adam_step(gan, n=256, seed=0):
+    """Why a generator stops moving, read from an unconditional `GAN` without changing it:
+    `adam_step` for the generator's gradient of its own loss on `n` fixed noise vectors (both
+    networks in inference mode), plus `slope`, per generated sample the norm of the
+    discriminator's score gradient with respect to that sample: zero where the discriminator is
+    flat, so the generator has no direction even before Adam sees the gradient."""
+    if type(gan).__name__ != "GAN":
+        raise TypeError(f"`gan` must be an unconditional alllib.GAN; received {type(gan).__name__}.")
+    noise = keras.random.normal((checks.integer("n", n, 1), gan.latent_dim), seed=seed)
+    variables = gan.generator.trainable_variables
+
+    def objective():
+        scores = gan.discriminator(gan.generator(noise, training=False), training=False)
+        return losses.generator_loss(gan.loss_fn, scores), ()
+
+    _, _, grads = backend.gradients(objective, variables)
+    grads = [ops.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+    fake = gan.generator(noise, training=False)
+    squared = losses._squared_input_gradient(lambda p: gan.discriminator(p, training=False), fake)
+    return {**adam_step(gan.g_optimizer, grads, variables),
+            "slope": np.sqrt(np.asarray(ops.convert_to_numpy(squared), "float64"))}
 
 
 def global_norm(grads):

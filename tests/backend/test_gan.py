@@ -339,3 +339,40 @@ def test_adam_step_predicts_the_step_adam_takes():
     assert report["epsilon"] == 1e-7 and np.all(report["sqrt_v"] > 100 * np.abs(report["grad"]))
     with pytest.raises(TypeError, match="keras.optimizers.Adam without amsgrad"):
         metrics.adam_step(keras.optimizers.SGD(), grads, variables)
+
+
+def test_generator_adam_step_reads_the_gradient_and_the_slope_without_moving_the_gan():
+    """Linear players: the score is s = w . (A z + b) + c, so the slope at every sample is |w|
+    and the non-saturating loss mean(softplus(-s)) has d/db = -mean(sigmoid(-s)) w."""
+    keras.utils.set_random_seed(0)
+    generator = keras.Sequential([keras.Input((LATENT,)), layers.Dense(2)], name="generator")
+    discriminator = keras.Sequential([keras.Input((2,)), layers.Dense(1)], name="discriminator")
+    gan = alllib.GAN(generator, discriminator, LATENT, seed=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+    gan.fit(ring_batch(64), batch_size=32, epochs=1, verbose=0)  # Adam has a state to read
+    before, iterations = weights(gan), int(ops.convert_to_numpy(gan.g_optimizer.iterations))
+    report = metrics.generator_adam_step(gan, n=50, seed=4)
+    assert not changed(before, weights(gan))
+    assert int(ops.convert_to_numpy(gan.g_optimizer.iterations)) == iterations
+    kernel, bias = (np.asarray(ops.convert_to_numpy(v), "float64") for v in generator.weights)
+    w, c = (np.asarray(ops.convert_to_numpy(v), "float64") for v in discriminator.weights)
+    noise = np.asarray(ops.convert_to_numpy(keras.random.normal((50, LATENT), seed=4)), "float64")
+    scores = (noise @ kernel + bias) @ w + c
+    np.testing.assert_allclose(report["slope"], np.full(50, np.linalg.norm(w)), rtol=1e-5)
+    expected = -np.mean(1 / (1 + np.exp(scores))) * w.ravel()
+    np.testing.assert_allclose(report["grad"][-2:], expected, rtol=1e-4, atol=1e-7)
+    assert len(report["grad"]) == len(report["step"]) == generator.count_params()
+    with pytest.raises(TypeError, match="`gan` must be an unconditional alllib.GAN"):
+        metrics.generator_adam_step(generator)
+
+
+def test_build_gan_for_images_uses_dcgan_players_with_the_configured_fixes():
+    from alllib import ablation
+
+    gan = ablation.build_gan({"loss": "hinge", "spectral_norm": True, "d_learning_rate": 1e-4},
+                             steps=4, seed=0, image_shape=(8, 8, 1))
+    assert {nets.SpectralConv2D, nets.SpectralDense} <= {type(l) for l in gan.discriminator.layers}
+    assert gan.latent_dim == ablation.IMAGE_LATENT_DIM
+    gan.fit(data.load("digits")[0][:64], batch_size=16, epochs=1, verbose=0)
+    assert int(ops.convert_to_numpy(gan.g_optimizer.iterations)) == 4
+    assert gan.generate(3, seed=0).shape == (3, 8, 8, 1)

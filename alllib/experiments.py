@@ -165,7 +165,8 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
                    formats=None):
     """A Markdown table of summary entries, each cell `mean ± std` (3 decimals, or the format
     spec `formats[column]`); with a `dataset` column and a step-time column when the entries
-    have them (`compare`'s summary)."""
+    have them (`compare`'s summary). An entry without `<column>_std` (a published number, one
+    reference run) shows its value alone, formatted if it is a number; blank if NaN or absent."""
     formats = formats or {}
     with_dataset = any("dataset" in e for e in summary)
     with_ratio = any("step_time_ratio" in e for e in summary)
@@ -174,11 +175,19 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for e in summary:
         cells = ([e["dataset"]] if with_dataset else []) + [e["method"]]
-        cells += [f"{e[c]:{formats.get(c, '.3f')}} ± {e[c + '_std']:{formats.get(c, '.3f')}}"
-                  for c in columns]
+        cells += [_cell(e, c, formats.get(c, ".3f")) for c in columns]
         cells += ([f"{e['step_time_ratio']:.2f}x"] if with_ratio else []) + [str(e["seeds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(entry, column, spec):
+    value = entry.get(column, float("nan"))
+    if column + "_std" in entry:
+        return f"{value:{spec}} ± {entry[column + '_std']:{spec}}"
+    if isinstance(value, str):
+        return value
+    return "" if value != value else f"{value:{spec}}"  # NaN: nothing to show
 
 
 # -- step cost -------------------------------------------------------------------------------

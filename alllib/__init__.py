@@ -15,7 +15,7 @@ _MODELS = {
     "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",
     "SoftTargets": "alllib.targets",
 }
-__all__ = [*_MODULES, *_MODELS, "device_name", "fast_mode"]
+__all__ = [*_MODULES, *_MODELS, "device_name", "fast_mode", "load_model"]
 
 
 def __getattr__(name):
@@ -28,6 +28,18 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(__all__)
+
+
+def load_model(path, **kwargs):
+    """`keras.saving.load_model` for a saved course model, in a fresh session too. The model
+    classes register themselves with Keras when their module is imported, which `import alllib`
+    defers, so Keras's own loader cannot find them until one is used; this imports them first.
+    Keyword arguments go to Keras (`compile=False`, `safe_mode`, `custom_objects`)."""
+    for module in sorted(set(_MODELS.values())):
+        importlib.import_module(module)
+    import keras
+
+    return keras.saving.load_model(path, **kwargs)
 
 
 def fast_mode():

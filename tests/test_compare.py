@@ -176,3 +176,24 @@ def test_step_times_and_device_batches():
                                          batch_size=16, steps=2, repeats=3, on_device=on_device)
         assert set(seconds) == {"ce", "learner"}
         assert all(t.shape == (3,) and (t > 0).all() for t in seconds.values())
+
+
+def test_a_saved_model_loads_in_a_fresh_session(tmp_path):
+    """`import alllib` defers the model classes, so Keras's loader alone cannot find them in a new
+    process; `alllib.load_model` can."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    path = str(tmp_path / "gan.keras")
+    save = ("import alllib\nfrom alllib import nets\n"
+            "gan = alllib.GAN(nets.mlp_generator(2, width=8), nets.mlp_discriminator(width=8), 2, seed=0)\n"
+            "gan.compile(d_optimizer='adam', g_optimizer='adam', loss='hinge')\n"
+            f"gan.save({path!r})")
+    load = ("import sys, keras, alllib\n"
+            "try:\n    keras.saving.load_model(sys.argv[1])\nexcept TypeError as error:\n"
+            "    print('keras alone:', 'GAN' in str(error))\n"
+            "gan = alllib.load_model(sys.argv[1], safe_mode=True)\n"
+            "print(type(gan).__name__, gan.loss_name, gan.generate(3, seed=0).shape)")
+    for script, args in ((save, []), (load, [path])):
+        result = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["keras alone: True", "GAN hinge (3, 2)"], result.stdout

@@ -176,13 +176,15 @@ def markdown_table(summary, columns=("accuracy", "nll", "ece", "matched_accuracy
     for e in summary:
         cells = ([e["dataset"]] if with_dataset else []) + [e["method"]]
         cells += [_cell(e, c, formats.get(c, ".3f")) for c in columns]
-        cells += ([f"{e['step_time_ratio']:.2f}x"] if with_ratio else []) + [str(e["seeds"])]
+        cells += ([f"{e['step_time_ratio']:.2f}x"] if with_ratio else []) + [str(e.get("seeds", ""))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _cell(entry, column, spec):
-    value = entry.get(column, float("nan"))
+    value = entry.get(column)
+    if value is None:
+        return ""
     if column + "_std" in entry:
         return f"{value:{spec}} ± {entry[column + '_std']:{spec}}"
     if isinstance(value, str):

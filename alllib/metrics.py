@@ -464,12 +464,23 @@ def adam_step(optimizer, grads, variables):
 
 def generator_adam_step(gan, n=256, seed=0):
     """Why a generator stops moving, read from an unconditional `GAN` without changing it:
-    `adam_step` for the generator's gradient of its own loss on `n` fixed noise vectors (both
-    networks in inference mode), plus `slope`, per generated sample the norm of the
-    discriminator's score gradient with respect to that sample: zero where the discriminator is
-    flat, so the generator has no direction even before Adam sees the gradient."""
-    if type(gan).__name__ != "GAN":
+    `adam_step` for the generator's gradient of its own loss on `n` fixed noise vectors, plus
+    `slope`, per generated sample the norm of the discriminator's score gradient with respect to
+    that sample: zero where the discriminator is flat, so the generator has no direction even
+    before Adam sees the gradient. Both networks run in inference mode, so that nothing moves
+    (a BatchNorm layer in training mode would update its statistics): for a generator with
+    BatchNorm the gradient is close to, not equal to, the one training computes."""
+    from alllib.conditional_gan import ConditionalGAN  # here: both import this module
+    from alllib.gan import GAN
+
+    if not isinstance(gan, GAN) or isinstance(gan, ConditionalGAN):
         raise TypeError(f"`gan` must be an unconditional alllib.GAN; received {type(gan).__name__}.")
+    if nets.scores_depend_on_batch(gan.discriminator):
+        raise ValueError("`gan`'s discriminator looks across the batch (MinibatchStdDev or "
+                         "BatchFrequencies), so a sample's slope would mix in the others'.")
+    if not isinstance(gan.g_optimizer, keras.optimizers.Adam) or gan.g_optimizer.amsgrad:
+        raise TypeError(f"`gan.g_optimizer` must be a keras.optimizers.Adam without amsgrad (and "
+                        f"no loss scaling); received {type(gan.g_optimizer).__name__}.")
     noise = keras.random.normal((checks.integer("n", n, 1), gan.latent_dim), seed=seed)
     variables = gan.generator.trainable_variables
 

@@ -94,9 +94,11 @@ def test_summary_table():
     assert "| a | 0.600 ± 0.141 | 0.100 ± 0.000 | 2 |" in table
     table = experiments.markdown_table(summary, columns=("accuracy", "ece"), formats={"accuracy": ".1f"})
     assert "| a | 0.6 ± 0.1 | 0.100 ± 0.000 | 2 |" in table
-    published = {"method": "paper", "accuracy": 0.91234, "ece": float("nan"), "note": "as recalled", "seeds": ""}
-    table = experiments.markdown_table(summary + [published], columns=("accuracy", "ece", "note"))
+    published = {"method": "paper", "accuracy": 0.91234, "ece": float("nan"), "note": "as recalled"}
+    table = experiments.markdown_table(summary + [published, {"method": "none", "accuracy": None}],
+                                       columns=("accuracy", "ece", "note"))
     assert "| paper | 0.912 |  | as recalled |  |" in table
+    assert "| none |  |  |  |  |" in table
 
 
 def test_unknown_method_settings_are_explained():

@@ -188,7 +188,7 @@ def test_a_saved_model_loads_in_a_fresh_session(tmp_path):
             "gan.compile(d_optimizer='adam', g_optimizer='adam', loss='hinge')\n"
             f"gan.save({path!r})")
     load = ("import sys, keras, alllib\n"
-            "try:\n    keras.saving.load_model(sys.argv[1])\nexcept TypeError as error:\n"
+            "try:\n    keras.saving.load_model(sys.argv[1])\nexcept Exception as error:\n"
             "    print('keras alone:', 'GAN' in str(error))\n"
             "gan = alllib.load_model(sys.argv[1], safe_mode=True)\n"
             "print(type(gan).__name__, gan.loss_name, gan.generate(3, seed=0).shape)")

@@ -364,6 +364,12 @@ def test_generator_adam_step_reads_the_gradient_and_the_slope_without_moving_the
     assert len(report["grad"]) == len(report["step"]) == generator.count_params()
     with pytest.raises(TypeError, match="`gan` must be an unconditional alllib.GAN"):
         metrics.generator_adam_step(generator)
+    gan.compile(d_optimizer="adam", g_optimizer=keras.optimizers.SGD())
+    with pytest.raises(TypeError, match="`gan.g_optimizer` must be a keras.optimizers.Adam"):
+        metrics.generator_adam_step(gan)
+    batchwise = alllib.GAN(generator, nets.mlp_discriminator(2, width=8, minibatch_std=True), LATENT)
+    with pytest.raises(ValueError, match="looks across the batch"):
+        metrics.generator_adam_step(batchwise)
 
 
 def test_build_gan_for_images_uses_dcgan_players_with_the_configured_fixes():

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 from scipy.optimize import linear_sum_assignment, minimize_scalar
+from scipy.stats import rankdata
 
 from alllib import backend, checks, losses, nets
 from alllib.stats import ECE_BINS, NLL_FLOOR
@@ -431,6 +432,17 @@ def logit_accuracy(discriminator, real, fake, threshold=0.0):
         discriminator(real, training=False), discriminator(fake, training=False), threshold
     )
     return float(keras.ops.convert_to_numpy(accuracy))
+
+
+def logit_auc(discriminator, real, fake):
+    """Area under the ROC curve of a discriminator's scores: the chance that a real example
+    outscores a generated one (ties count half). Unlike `logit_accuracy` it needs no threshold,
+    so judges whose scores sit at different offsets compare fairly."""
+    scores = [np.asarray(ops.convert_to_numpy(discriminator(x, training=False)), "float64").ravel()
+              for x in (real, fake)]
+    ranks = rankdata(np.concatenate(scores))
+    n_real, n_fake = len(scores[0]), len(scores[1])
+    return float((ranks[:n_real].sum() - n_real * (n_real + 1) / 2) / (n_real * n_fake))
 
 
 def adam_step(optimizer, grads, variables):

@@ -382,3 +382,15 @@ def test_build_gan_for_images_uses_dcgan_players_with_the_configured_fixes():
     gan.fit(data.load("digits")[0][:64], batch_size=16, epochs=1, verbose=0)
     assert int(ops.convert_to_numpy(gan.g_optimizer.iterations)) == 4
     assert gan.generate(3, seed=0).shape == (3, 8, 8, 1)
+
+
+def test_logit_auc_ranks_real_above_fake_without_a_threshold():
+    """A linear score x0 + 100: every score is positive, so accuracy at 0 is 0.5 whatever the
+    order, while the AUC reads the order: 1 when real outscores fake, 0 reversed, 0.5 for ties."""
+    discriminator = keras.Sequential([keras.Input((2,)), layers.Dense(1)])
+    discriminator.set_weights([np.array([[1.0], [0.0]], "float32"), np.array([100.0], "float32")])
+    low, high = np.zeros((5, 2), "float32"), np.ones((4, 2), "float32")
+    assert metrics.logit_accuracy(discriminator, high, low) == 0.5
+    assert metrics.logit_auc(discriminator, high, low) == 1.0
+    assert metrics.logit_auc(discriminator, low, high) == 0.0
+    assert metrics.logit_auc(discriminator, low, low) == 0.5

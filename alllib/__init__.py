@@ -11,9 +11,10 @@ _MODULES = ("ablation", "callbacks", "configs", "data", "experiments", "losses",
             "nets", "plots", "stats")
 _MODELS = {
     "ConditionalGAN": "alllib.conditional_gan", "Distiller": "alllib.distiller",
-    "Duel": "alllib.duel", "LabelAuction": "alllib.auction", "Player": "alllib.duel",
+    "Duel": "alllib.duel", "EmbeddingMatcher": "alllib.embedding_matcher",
+    "LabelAuction": "alllib.auction", "Player": "alllib.duel",
     "GAN": "alllib.gan", "AdversarialLabelLearner": "alllib.label_learner",
-    "SoftTargets": "alllib.targets",
+    "SemiSupervisedGAN": "alllib.semi_supervised_gan", "SoftTargets": "alllib.targets",
 }
 __all__ = [*_MODULES, *_MODELS, "device_name", "fast_mode", "load_model"]
 

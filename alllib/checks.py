@@ -186,6 +186,20 @@ def duel_compile_arguments(model, kwargs, prefixes):
                 "after `fit` (alllib.metrics).")
 
 
+# `Duel.compile`'s game settings and their defaults, for a model whose game is fixed.
+GAME_DEFAULTS = {"loss": "non_saturating", "penalty": None, "penalty_weight": None, "d_steps": 1,
+                 "label_smoothing": 0.0}
+
+
+def fixed_game(why, kwargs):
+    """`compile`'s keyword arguments with the game settings at their defaults; any other value
+    (a saved model recompiles with the defaults) is refused, saying `why`."""
+    changed = [k for k, v in GAME_DEFAULTS.items() if k in kwargs and kwargs[k] != v]
+    if changed:
+        raise ValueError(f"{why}, so `compile` takes no {', '.join(f'`{k}`' for k in changed)}.")
+    return {**kwargs, **GAME_DEFAULTS}
+
+
 def no_weights(model, kwargs, validation_data=None):
     weights = dict(kwargs)
     if isinstance(validation_data, (tuple, list)) and len(validation_data) == 3:

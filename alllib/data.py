@@ -13,7 +13,8 @@
   For the mixtures, `y` is the index of the mode each point was drawn from.
 
 Images are scaled to [-1, 1] (the range of a tanh generator), shape `(n, height, width, channels)`.
-`validation_split` and `labelled_subset` carve class-balanced, seeded pieces out of a split.
+`validation_split` and `labelled_subset` carve class-balanced, seeded pieces out of a split;
+`few_label_batches` feeds a few labels and many unlabeled images to `fit` side by side.
 """
 
 import glob
@@ -39,6 +40,7 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 IDX_FOLDERS = {"fashion_mnist": "fashion-mnist", "mnist": "mnist"}
 DEBIAN_ROOT = "/usr/share/datasets"
 DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
+UNLABELED = -1  # the label of an example a model sees without its class
 
 
 class DatasetUnavailable(RuntimeError):
@@ -120,6 +122,35 @@ def labelled_subset(x, y, n, seed=0):
     picked = _balanced_pick(y, dict(zip(classes, quota)), seed)
     rest = np.setdiff1d(np.arange(len(y)), picked)
     return (x[picked], y[picked]), (x[rest], y[rest])
+
+
+def few_label_batches(x_labelled, y_labelled, x_unlabeled=None, batch_size=64, seed=0):
+    """An endless generator of `(x, y)` batches for `fit(..., steps_per_epoch=...)`: each holds
+    `batch_size` labelled examples and, with `x_unlabeled`, `batch_size` unlabeled ones after them
+    (label `UNLABELED`). With 100 labels among 60,000 images a shuffled batch would hold a
+    labelled example once in ten batches; here every batch has as many of each (Salimans et al.
+    2016 feed theirs the same way). Each part is reshuffled whenever it runs out."""
+    x_labelled, y_labelled = _check_pair(x_labelled, y_labelled)
+    if x_unlabeled is not None and np.shape(x_unlabeled)[1:] != x_labelled.shape[1:]:
+        raise ValueError(f"`x_unlabeled` must hold examples shaped like `x_labelled`'s, "
+                         f"{x_labelled.shape[1:]}; received {np.shape(x_unlabeled)[1:]}.")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
+    rng = np.random.default_rng(seed)
+
+    def indices(n):  # endless: a fresh permutation each pass
+        while True:
+            yield from rng.permutation(n)
+
+    labelled = indices(len(y_labelled))
+    unlabeled = None if x_unlabeled is None else indices(len(x_unlabeled))
+    while True:
+        picked = [next(labelled) for _ in range(batch_size)]
+        x, y = x_labelled[picked], y_labelled[picked].astype("int32")
+        if unlabeled is not None:
+            x = np.concatenate([x, x_unlabeled[[next(unlabeled) for _ in range(batch_size)]]])
+            y = np.concatenate([y, np.full(batch_size, UNLABELED, "int32")])
+        yield x, y
 
 
 def read_idx(path):

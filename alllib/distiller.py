@@ -14,12 +14,10 @@ import numpy as np
 from keras import ops
 
 from alllib import checks, losses
+from alllib.data import UNLABELED  # noqa: F401 (the label of an example without its class)
 from alllib.duel import Duel, Player
 from alllib.label_learner import AdversarialLabelLearner, _correct, _tensors, cross_entropy
 from alllib.metrics import NLL_FLOOR
-
-UNLABELED = -1  # the label of an example the student sees without its class
-
 
 @keras.saving.register_keras_serializable(package="alllib")
 class Distiller(AdversarialLabelLearner):

@@ -1,7 +1,7 @@
 """Measurements used across the course: mode coverage for generators, the distances between sets
 of image features that GAN papers report (Frechet distance, kernel distance, precision, recall,
-density and coverage), accuracy, likelihood and calibration for classifiers. NumPy functions for
-analysis, plus `CalibrationError`, the same ECE as a Keras metric that `evaluate` accumulates
+density and coverage), accuracy, likelihood and calibration for classifiers, and probes of a
+frozen representation (`probe`). NumPy functions for analysis, plus `CalibrationError`, the same ECE as a Keras metric that `evaluate` accumulates
 over a whole dataset."""
 
 import hashlib
@@ -506,6 +506,105 @@ def generator_adam_step(gan, n=256, seed=0):
     squared = losses._squared_input_gradient(lambda p: gan.discriminator(p, training=False), fake)
     return {**adam_step(gan.g_optimizer, grads, variables),
             "slope": np.sqrt(np.asarray(ops.convert_to_numpy(squared), "float64"))}
+
+
+PROBE_RIDGES = 10.0 ** np.arange(-3.0, 3.5, 0.5)  # in units of the mean squared feature norm
+PROBE_NEIGHBOURS = (1, 3, 5, 10, 20)
+
+
+def layer_outputs(network, x, layer="features", batch_size=512):
+    """The outputs of `network`'s layer named `layer` on `x`, as a float32 NumPy array (the
+    course's DCGAN trunks name their flattened convolution features "features")."""
+    try:
+        inner = keras.Model(network.inputs, network.get_layer(layer).output)
+    except ValueError:
+        names = [lay.name for lay in network.layers]
+        raise ValueError(f"`{network.name}` has no layer named {layer!r}; its layers are "
+                         f"{names}.") from None
+    return np.asarray(inner.predict(x, batch_size=batch_size, verbose=0), "float32")
+
+
+def probe(train, val, test, num_classes, knn=True):
+    """How readable the classes are in frozen features: test accuracy of a linear probe and of a
+    k-nearest-neighbour vote, each with its regularisation chosen on `val`, never on `test`.
+
+    The linear probe is ridge regression onto one-hot labels (a least-squares classifier):
+    closed form, so no optimiser settings hide in it, and one eigendecomposition of the smaller
+    Gram matrix serves every ridge in `PROBE_RIDGES`. Features are centred on the training
+    mean and divided by their root-mean-square norm, so one grid suits every representation.
+    The vote takes the `k` (from `PROBE_NEIGHBOURS`) most cosine-similar training examples.
+
+    Args:
+        train, val, test: pairs `(features (n, d), integer labels (n,))`.
+        num_classes: K; labels lie in [0, K).
+        knn: False skips the vote (it compares every test example with every training one).
+
+    Returns:
+        a dict: `linear` and `knn`, test accuracies; `ridge` and `k`, the chosen settings;
+        `linear_val` and `knn_val`, their validation accuracies."""
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = [
+        _probe_pair(name, pair, num_classes) for name, pair in
+        (("train", train), ("val", val), ("test", test))]
+    _check_features(train=x_train, val=x_val, test=x_test)
+    mean = x_train.mean(0)
+    scale = np.sqrt(np.mean(np.sum((x_train - mean) ** 2, axis=1))) or 1.0
+    x_train, x_val, x_test = [(a - mean) / scale for a in (x_train, x_val, x_test)]
+    targets = np.eye(num_classes)[y_train]
+    targets -= targets.mean(0)
+    if len(x_train) >= x_train.shape[1]:  # primal: the (d, d) Gram matrix
+        eigenvalues, vectors = np.linalg.eigh(x_train.T @ x_train)
+        towards, weights = vectors, vectors.T @ (x_train.T @ targets)
+    else:  # dual: the (n, n) one
+        eigenvalues, vectors = np.linalg.eigh(x_train @ x_train.T)
+        towards, weights = x_train.T @ vectors, vectors.T @ targets
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+
+    def ridge_scores(x, ridge):
+        return (x @ towards) / (eigenvalues + ridge) @ weights
+
+    val_projected = x_val @ towards
+    val_accuracy = {r: float(np.mean(((val_projected / (eigenvalues + r)) @ weights).argmax(1)
+                                     == y_val)) for r in PROBE_RIDGES}
+    ridge = max(val_accuracy, key=val_accuracy.get)  # ties: the smaller ridge (the first)
+    result = {"linear": float(np.mean(ridge_scores(x_test, ridge).argmax(1) == y_test)),
+              "ridge": float(ridge), "linear_val": val_accuracy[ridge]}
+    if knn:
+        ks = [k for k in PROBE_NEIGHBOURS if k <= len(x_train)]
+        val_votes = _neighbour_votes(x_train, y_train, x_val, ks, num_classes)
+        val_accuracy = {k: float(np.mean(votes == y_val)) for k, votes in val_votes.items()}
+        k = max(val_accuracy, key=val_accuracy.get)
+        votes = _neighbour_votes(x_train, y_train, x_test, [k], num_classes)[k]
+        result.update(knn=float(np.mean(votes == y_test)), k=k, knn_val=val_accuracy[k])
+    return result
+
+
+def _probe_pair(name, pair, num_classes):
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise ValueError(f"`{name}` must be a pair (features, labels); received "
+                         f"{type(pair).__name__}.")
+    features = np.asarray(pair[0], "float64")
+    labels = checks.labels(f"`{name}`'s labels", pair[1], num_classes)
+    if features.ndim != 2 or len(features) != len(labels):
+        raise ValueError(f"`{name}` must pair features of shape (n, d) with n labels; received "
+                         f"shape {features.shape} and {len(labels)} labels.")
+    return features, labels
+
+
+def _neighbour_votes(x_train, y_train, queries, ks, num_classes, chunk=1024):
+    """The class most common among each query's k most cosine-similar training examples, for
+    each k in `ks`; a tie goes to the class whose tied neighbours are the more similar."""
+    unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    x_train, queries = unit(x_train), unit(queries)
+    votes = {k: [] for k in ks}
+    for start in range(0, len(queries), chunk):
+        similarity = queries[start:start + chunk] @ x_train.T
+        order = np.argsort(-similarity, axis=1)[:, :max(ks)]
+        for k in ks:
+            nearest = order[:, :k]
+            one_hot = np.eye(num_classes)[y_train[nearest]]  # (q, k, K)
+            weight = np.take_along_axis(similarity, nearest, axis=1)[..., None]
+            votes[k].append((one_hot.sum(1) + 1e-6 * (one_hot * weight).sum(1)).argmax(1))
+    return {k: np.concatenate(v) for k, v in votes.items()}
 
 
 def global_norm(grads):

@@ -1,5 +1,6 @@
 """Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors and
-label-vector discriminators for adversarial label learning; `SpectralDense`, `SpectralConv2D`,
+label-vector discriminators for adversarial label learning, and the encoders and heads of notebook
+07's representations; `SpectralDense`, `SpectralConv2D`,
 `MinibatchStdDev`, `BatchFrequencies`."""
 
 import keras
@@ -82,6 +83,41 @@ def conditional_dcgan_discriminator(image_shape, num_classes, width=64, name="di
     return keras.Model([images, labels], logit, name=name)
 
 
+def dcgan_encoder(image_shape, embedding_dim=None, width=64, name="encoder"):
+    """Image -> features: `dcgan_discriminator`'s two convolutions, flattened, then (with
+    `embedding_dim`) a dense layer to an embedding. Notebook 07 gives every representation it
+    compares this shape, so that only the training differs."""
+    images = keras.Input(image_shape)
+    x = _dcgan_features(images, width)
+    if embedding_dim is not None:
+        x = layers.Dense(embedding_dim, name="embedding")(x)
+    return keras.Model(images, x, name=name)
+
+
+def semi_supervised_discriminator(image_shape, num_classes, width=64, dropout=0.0,
+                                  name="discriminator"):
+    """Image -> [K class logits, features], for `SemiSupervisedGAN`: `dcgan_discriminator`'s
+    trunk with K outputs instead of one; the flattened features are the second output, which the
+    generator's feature matching compares. `dropout` before the logits regularises the
+    supervised part, which sees few labels."""
+    images = keras.Input(image_shape)
+    features = _dcgan_features(images, width)
+    logits = layers.Dense(num_classes)(layers.Dropout(dropout)(features))
+    return keras.Model(images, [logits, features], name=name)
+
+
+def label_matcher(embedding_dim, num_classes, name="discriminator"):
+    """[embedding, integer label] -> one logit, "does this embedding match this label?", for
+    `EmbeddingMatcher`: a projection head, `b(e) + <w_label, e>` (as in
+    `conditional_dcgan_discriminator`). Over all labels its scores are a linear softmax
+    classifier's logits (up to the shared `b(e)`)."""
+    embeddings, labels = keras.Input((embedding_dim,)), keras.Input((), dtype="int32")
+    projection = layers.Dot(axes=1)([layers.Embedding(num_classes, embedding_dim)(labels),
+                                     embeddings])
+    return keras.Model([embeddings, labels], layers.Add()([layers.Dense(1)(embeddings),
+                                                           projection]), name=name)
+
+
 def _dcgan_features(x, width, minibatch_std=False, spectral_norm=False):
     conv = SpectralConv2D if spectral_norm else layers.Conv2D
     x = conv(width, 4, strides=2, padding="same")(x)
@@ -90,7 +126,7 @@ def _dcgan_features(x, width, minibatch_std=False, spectral_norm=False):
         x = MinibatchStdDev()(x)
     x = conv(2 * width, 4, strides=2, padding="same")(x)
     x = layers.LeakyReLU(0.2)(x)
-    return layers.Flatten()(x)
+    return layers.Flatten(name="features")(x)  # the layer notebook 07 probes
 
 
 @keras.saving.register_keras_serializable(package="alllib")

@@ -516,12 +516,15 @@ def layer_outputs(network, x, layer="features", batch_size=512):
     """The outputs of `network`'s layer named `layer` on `x`, as a float32 NumPy array (the
     course's DCGAN trunks name their flattened convolution features "features")."""
     try:
-        inner = keras.Model(network.inputs, network.get_layer(layer).output)
+        inputs = network.inputs[0] if len(network.inputs) == 1 else network.inputs
+        inner = keras.Model(inputs, network.get_layer(layer).output)
     except ValueError:
         names = [lay.name for lay in network.layers]
         raise ValueError(f"`{network.name}` has no layer named {layer!r}; its layers are "
                          f"{names}.") from None
-    return np.asarray(inner.predict(x, batch_size=batch_size, verbose=0), "float32")
+    return np.concatenate([  # called directly: `predict` would trace anew for every network
+        np.asarray(ops.convert_to_numpy(inner(x[i:i + batch_size], training=False)), "float32")
+        for i in range(0, len(x), batch_size)])
 
 
 def probe(train, val, test, num_classes, knn=True):

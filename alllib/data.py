@@ -129,15 +129,19 @@ def few_label_batches(x_labelled, y_labelled, x_unlabeled=None, batch_size=64, s
     `batch_size` labelled examples and, with `x_unlabeled`, `batch_size` unlabeled ones after them
     (label `UNLABELED`). With 100 labels among 60,000 images a shuffled batch would hold a
     labelled example once in ten batches; here every batch has as many of each (Salimans et al.
-    2016 feed theirs the same way). Each part is reshuffled whenever it runs out."""
+    2016 feed theirs the same way). Each part is reshuffled whenever it runs out. The arguments
+    are checked at the call, not at the first batch."""
     x_labelled, y_labelled = _check_pair(x_labelled, y_labelled)
     if x_unlabeled is not None and np.shape(x_unlabeled)[1:] != x_labelled.shape[1:]:
         raise ValueError(f"`x_unlabeled` must hold examples shaped like `x_labelled`'s, "
                          f"{x_labelled.shape[1:]}; received {np.shape(x_unlabeled)[1:]}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+            or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
-    rng = np.random.default_rng(seed)
+    return _batches(x_labelled, y_labelled, x_unlabeled, batch_size, np.random.default_rng(seed))
 
+
+def _batches(x_labelled, y_labelled, x_unlabeled, batch_size, rng):
     def indices(n):  # endless: a fresh permutation each pass
         while True:
             yield from rng.permutation(n)

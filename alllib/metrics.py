@@ -553,7 +553,8 @@ def probe(train, val, test, num_classes, knn=True):
     scale = np.sqrt(np.mean(np.sum((x_train - mean) ** 2, axis=1))) or 1.0
     x_train, x_val, x_test = [(a - mean) / scale for a in (x_train, x_val, x_test)]
     targets = np.eye(num_classes)[y_train]
-    targets -= targets.mean(0)
+    intercept = targets.mean(0)  # the features are centred, so this is the fit's intercept
+    targets -= intercept
     if len(x_train) >= x_train.shape[1]:  # primal: the (d, d) Gram matrix
         eigenvalues, vectors = np.linalg.eigh(x_train.T @ x_train)
         towards, weights = vectors, vectors.T @ (x_train.T @ targets)
@@ -562,14 +563,14 @@ def probe(train, val, test, num_classes, knn=True):
         towards, weights = x_train.T @ vectors, vectors.T @ targets
     eigenvalues = np.maximum(eigenvalues, 0.0)
 
-    def ridge_scores(x, ridge):
-        return (x @ towards) / (eigenvalues + ridge) @ weights
+    def ridge_scores(projected, ridge):  # `projected`: features times `towards`
+        return projected / (eigenvalues + ridge) @ weights + intercept
 
     val_projected = x_val @ towards
-    val_accuracy = {r: float(np.mean(((val_projected / (eigenvalues + r)) @ weights).argmax(1)
-                                     == y_val)) for r in PROBE_RIDGES}
+    val_accuracy = {r: float(np.mean(ridge_scores(val_projected, r).argmax(1) == y_val))
+                    for r in PROBE_RIDGES}
     ridge = max(val_accuracy, key=val_accuracy.get)  # ties: the smaller ridge (the first)
-    result = {"linear": float(np.mean(ridge_scores(x_test, ridge).argmax(1) == y_test)),
+    result = {"linear": float(np.mean(ridge_scores(x_test @ towards, ridge).argmax(1) == y_test)),
               "ridge": float(ridge), "linear_val": val_accuracy[ridge]}
     if knn:
         ks = [k for k in PROBE_NEIGHBOURS if k <= len(x_train)]

@@ -196,6 +196,68 @@ def test_labelled_subset_takes_the_same_number_per_class():
         data.labelled_subset(x[5:], y[5:], 260)  # class 0 keeps 25 < 26
 
 
+def few_label_sets():
+    """12 labelled and 30 unlabeled examples of shape (2,), each naming itself: a labelled one's
+    first value is its row, an unlabeled one's 100 + its row; the second value is its label."""
+    y_labelled = (np.arange(12) % 3).astype("int64")
+    x_labelled = np.stack([np.arange(12), y_labelled], axis=1).astype("float32")
+    x_unlabeled = np.stack([100 + np.arange(30), np.full(30, -5)], axis=1).astype("float32")
+    return x_labelled, y_labelled, x_unlabeled
+
+
+def test_few_label_batches_put_as_many_unlabeled_examples_after_the_labelled_ones():
+    x_labelled, y_labelled, x_unlabeled = few_label_sets()
+    batches = data.few_label_batches(x_labelled, y_labelled, x_unlabeled, batch_size=4, seed=0)
+    cycles, unlabeled_rows = [], []
+    for _ in range(2):  # two passes over the labels: 12 / 4 batches each
+        rows = []
+        for _ in range(3):
+            x, y = next(batches)
+            assert x.shape == (8, 2) and y.shape == (8,) and y.dtype == np.int32
+            labelled, unlabeled = x[:4], x[4:]
+            assert set(labelled[:, 0]) <= set(range(12))  # from the labelled set only
+            np.testing.assert_array_equal(y[:4], y_labelled[labelled[:, 0].astype(int)])
+            np.testing.assert_array_equal(y[4:], [data.UNLABELED] * 4)
+            assert set(unlabeled[:, 0]) <= set(range(100, 130))
+            rows += labelled[:, 0].astype(int).tolist()
+            unlabeled_rows += (unlabeled[:, 0] - 100).astype(int).tolist()
+        assert sorted(rows) == list(range(12))  # every label once per pass
+        cycles.append(rows)
+    assert cycles[0] != cycles[1]  # reshuffled for the second pass
+    assert len(set(unlabeled_rows)) == 24  # 24 of the 30, none twice within a pass
+    again = data.few_label_batches(x_labelled, y_labelled, x_unlabeled, batch_size=4, seed=0)
+    np.testing.assert_array_equal(next(again)[0][:4, 0], cycles[0][:4])  # seeded
+    other = data.few_label_batches(x_labelled, y_labelled, x_unlabeled, batch_size=12, seed=1)
+    assert next(other)[0][:12, 0].astype(int).tolist() != cycles[0]
+
+
+def test_few_label_batches_without_unlabeled_examples_hold_labelled_ones_only():
+    x_labelled, y_labelled, _ = few_label_sets()
+    batches = data.few_label_batches(x_labelled, y_labelled, batch_size=5, seed=0)
+    rows = []
+    for _ in range(12):  # five passes over the 12
+        x, y = next(batches)
+        assert x.shape == (5, 2) and (y >= 0).all()
+        np.testing.assert_array_equal(y, y_labelled[x[:, 0].astype(int)])
+        rows += x[:, 0].astype(int).tolist()
+    for start in range(0, 60, 12):
+        assert sorted(rows[start:start + 12]) == list(range(12))
+
+
+def test_few_label_batches_bad_arguments():
+    x_labelled, y_labelled, x_unlabeled = few_label_sets()
+    # at the call, before any batch is drawn (not inside `fit`)
+    for batch_size in (0, -4, 2.5, "4", None, True):
+        with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+            data.few_label_batches(x_labelled, y_labelled, x_unlabeled, batch_size)
+    with pytest.raises(ValueError, match=r"`x_unlabeled` must hold examples shaped like "
+                                         r"`x_labelled`'s, \(2,\); received \(3,\)"):
+        data.few_label_batches(x_labelled, y_labelled, np.zeros((30, 3)), 4)
+    with pytest.raises(ValueError, match="`x` and `y` must be non-empty and of the same length; "
+                                         "received 12 and 11"):
+        data.few_label_batches(x_labelled, y_labelled[:-1], x_unlabeled, 4)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Unknown dataset 'mnist2'.*digits"):
         data.load("mnist2")

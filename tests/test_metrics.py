@@ -1,9 +1,10 @@
-"""VEEGAN mode counting, class coverage, and the distances between feature sets."""
+"""VEEGAN mode counting, class coverage, the distances between feature sets, and probes of frozen
+features (`probe`, `layer_outputs`)."""
 
 import numpy as np
 import pytest
 
-from alllib import data, metrics
+from alllib import data, metrics, nets
 
 
 def test_real_data_covers_every_mode_with_high_quality():
@@ -143,3 +144,169 @@ def test_prdc_published_sanity_case():
     print(mean)
     assert 0.44 < mean["precision"] < 0.52 and 0.44 < mean["recall"] < 0.51
     assert 0.85 < mean["density"] < 1.2 and 0.95 < mean["coverage"] < 0.99
+
+
+def blob_splits(d, n_train, k=3, noise=0.5, seed=0, n_eval=30):
+    """(train, val, test) pairs from k Gaussian blobs in d dimensions, centres ~5 apart per axis."""
+    rng = np.random.default_rng(seed)
+    centres = 5 * rng.standard_normal((k, d))
+
+    def draw(n):
+        y = np.arange(n) % k
+        return centres[y] + noise * rng.standard_normal((n, d)), y
+
+    return draw(n_train), draw(n_eval), draw(n_eval)
+
+
+@pytest.mark.parametrize("d, n_train", [(5, 60), (200, 30)], ids=["primal", "dual"])
+def test_probe_reads_separable_classes_perfectly(d, n_train):
+    """n >= d solves in the (d, d) Gram matrix, n < d in the (n, n) one."""
+    train, val, test = blob_splits(d, n_train)
+    result = metrics.probe(train, val, test, 3)
+    assert result["linear"] == result["knn"] == 1.0
+    assert result["linear_val"] == result["knn_val"] == 1.0
+    assert result["ridge"] == metrics.PROBE_RIDGES[0]  # ties go to the first (smallest)
+    assert result["k"] == metrics.PROBE_NEIGHBOURS[0]
+    assert set(metrics.probe(train, val, test, 3, knn=False)) == {"linear", "ridge", "linear_val"}
+    # the same features shifted and scaled read the same: they are centred and rescaled
+    moved = [(x * 100 + 7, y) for x, y in (train, val, test)]
+    assert metrics.probe(*moved, 3) == pytest.approx(result)
+
+
+def ridge_probe_by_hand(train, x, ridge, num_classes):
+    """The closed form: centre and scale on train, W = (X^T X + ridge I)^-1 X^T Y, argmax x W."""
+    x_train, y_train = train
+    mean = x_train.mean(0)
+    scale = np.sqrt(np.mean(np.sum((x_train - mean) ** 2, axis=1)))
+    features = (x_train - mean) / scale
+    targets = np.eye(num_classes)[y_train]
+    intercept = targets.mean(0)
+    w = np.linalg.solve(features.T @ features + ridge * np.eye(features.shape[1]),
+                        features.T @ (targets - intercept))
+    return (((x - mean) / scale) @ w + intercept).argmax(1)
+
+
+def knn_by_hand(train, x, k):
+    """Majority of the k most cosine-similar (centred) training examples; ties to the nearer."""
+    x_train, y_train = train
+    mean = x_train.mean(0)
+    unit = lambda a: (a - mean) / np.linalg.norm(a - mean, axis=1, keepdims=True)
+    similarity = unit(x) @ unit(x_train).T
+    votes = []
+    for row in similarity:
+        nearest = np.argsort(-row)[:k]
+        counts = np.bincount(y_train[nearest], minlength=3).astype(float)
+        counts += 1e-6 * np.bincount(y_train[nearest], weights=row[nearest], minlength=3)
+        votes.append(counts.argmax())
+    return np.array(votes)
+
+
+@pytest.mark.parametrize("d, n_train", [(20, 60), (80, 40)], ids=["primal", "dual"])
+def test_probe_chooses_on_val_what_the_closed_forms_give(d, n_train):
+    """Overlapping blobs, so the settings' validation accuracies differ: the probe keeps the
+    first best ridge (k) on val, and its accuracies are the closed form's (the brute force's)."""
+    train, val, test = blob_splits(d, n_train, noise=8.0, seed=1, n_eval=90)
+    result = metrics.probe(train, val, test, 3)
+    on_val = {r: np.mean(ridge_probe_by_hand(train, val[0], r, 3) == val[1])
+              for r in metrics.PROBE_RIDGES}
+    assert len(set(on_val.values())) > 1  # the choice matters here
+    best = max(on_val, key=on_val.get)
+    assert result["ridge"] == pytest.approx(best) and result["linear_val"] == on_val[best]
+    assert result["linear"] == np.mean(ridge_probe_by_hand(train, test[0], best, 3) == test[1])
+    knn_val = {k: np.mean(knn_by_hand(train, val[0], k) == val[1])
+               for k in metrics.PROBE_NEIGHBOURS}
+    best_k = max(knn_val, key=knn_val.get)
+    assert result["k"] == best_k and result["knn_val"] == knn_val[best_k]
+    assert result["knn"] == np.mean(knn_by_hand(train, test[0], best_k) == test[1])
+    assert 0.4 < result["linear"] < 1.0  # neither chance nor perfect: a real comparison
+
+
+def test_the_linear_probe_keeps_its_intercept_when_classes_are_imbalanced():
+    """80% of class 0, class 1 shifted by 1 on one axis: without the intercept the probe scored
+    0.60, under the 0.80 of always answering 0; least squares with it does better."""
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        y = (rng.random(n) < 0.2).astype(int)
+        return rng.standard_normal((n, 2)) + np.outer(y, [1.0, 0.0]), y
+
+    train, val, test = draw(400), draw(400), draw(2000)
+    majority = np.mean(test[1] == 0)
+    assert metrics.probe(train, val, test, 2, knn=False)["linear"] >= majority
+
+
+def test_probe_never_looks_at_test():
+    """Shuffled test labels change the test accuracies, and nothing chosen."""
+    train, val, (x_test, y_test) = blob_splits(20, 60, noise=8.0, seed=1, n_eval=90)
+    result = metrics.probe(train, val, (x_test, y_test), 3)
+    shuffled = metrics.probe(train, val, (x_test, np.random.default_rng(0).permutation(y_test)), 3)
+    for key in ("ridge", "k", "linear_val", "knn_val"):
+        assert shuffled[key] == result[key], key
+    assert shuffled["linear"] != result["linear"] and shuffled["knn"] != result["knn"]
+    # while other validation labels may change the choice
+    (x_val, y_val) = val
+    others = [metrics.probe(train, (x_val, np.random.default_rng(s).permutation(y_val)),
+                            (x_test, y_test), 3) for s in range(5)]
+    assert {(o["ridge"], o["k"]) for o in others} != {(result["ridge"], result["k"])}
+
+
+def test_probe_neighbour_votes_take_the_majority_then_the_more_similar():
+    x_train = np.array([[1.0, 0.1], [1.0, -0.3], [0.0, 1.0]])
+    y_train = np.array([1, 0, 2])
+    query = np.array([[1.0, 0.0]])
+    votes = metrics._neighbour_votes(x_train, y_train, query, [1, 2, 3], 3)
+    # k=2 and k=3 are ties, won by class 1, the most similar (not class 0, the lowest index)
+    assert {k: v.tolist() for k, v in votes.items()} == {1: [1], 2: [1], 3: [1]}
+    crowd = np.array([[1.0, 0.05], [1.0, 0.3], [1.0, -0.3], [1.0, 0.4]])
+    votes = metrics._neighbour_votes(crowd, np.array([2, 0, 0, 1]), query, [1, 3], 3)
+    assert votes[1].tolist() == [2] and votes[3].tolist() == [0]  # two far votes beat one near
+    # cosine: the length of a feature vector does not matter
+    votes = metrics._neighbour_votes(x_train * [[100.0], [1.0], [1.0]], y_train, query * 5, [1], 3)
+    assert votes[1].tolist() == [1]
+    many = np.random.default_rng(0).standard_normal((50, 4))  # chunks agree with one pass
+    labels = np.arange(50) % 3
+    whole = metrics._neighbour_votes(many, labels, many[:30] * 2, [1, 5], 3)
+    chunked = metrics._neighbour_votes(many, labels, many[:30] * 2, [1, 5], 3, chunk=7)
+    for k in (1, 5):
+        np.testing.assert_array_equal(whole[k], chunked[k])
+    np.testing.assert_array_equal(whole[1], np.arange(30) % 3)  # each its own nearest
+
+
+def test_probe_bad_inputs_name_the_argument():
+    train, val, test = blob_splits(5, 30)
+    with pytest.raises(ValueError, match=r"`train` must be a pair \(features, labels\); "
+                                         "received ndarray"):
+        metrics.probe(train[0], val, test, 3)
+    with pytest.raises(ValueError, match="`val` must be a pair"):
+        metrics.probe(train, (*val, val[1]), test, 3)
+    with pytest.raises(ValueError, match=r"`val`'s labels must lie in \[0, num_classes\) = "
+                                         r"\[0, 3\); found values from 0 to 3"):
+        metrics.probe(train, (val[0], np.where(val[1] == 2, 3, val[1])), test, 3)
+    with pytest.raises(ValueError, match="`train`'s labels must lie in .* from -1"):
+        metrics.probe((train[0], train[1] - 1), val, test, 3)
+    with pytest.raises(ValueError, match=r"`test` must pair features of shape \(n, d\) with n "
+                                         r"labels; received shape \(30, 5\) and 29 labels"):
+        metrics.probe(train, val, (test[0], test[1][:-1]), 3)
+    with pytest.raises(ValueError, match=r"`test` must pair features of shape \(n, d\)"):
+        metrics.probe(train, val, (test[0][:, 0], test[1]), 3)
+    with pytest.raises(ValueError, match="`train` and `val` and `test` must have the same "
+                                         "feature size"):
+        metrics.probe(train, (val[0][:, :4], val[1]), test, 3)
+    with pytest.raises(ValueError, match="`val` must be finite features"):
+        metrics.probe(train, (np.where(val[0] > 4, np.nan, val[0]), val[1]), test, 3)
+    with pytest.raises(ValueError, match="integer dtype"):
+        metrics.probe(train, val, (test[0], test[1].astype(float)), 3)
+
+
+def test_layer_outputs_reads_the_encoders_features():
+    encoder = nets.dcgan_encoder((8, 8, 1), 8, width=8)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 8, 8, 1)).astype("float32")
+    features = metrics.layer_outputs(encoder, x)
+    assert features.shape == (5, 2 * 2 * 16) and features.dtype == np.float32  # 2 convs, stride 2
+    embeddings = metrics.layer_outputs(encoder, x, "embedding", batch_size=2)
+    np.testing.assert_allclose(embeddings, encoder.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    kernel, bias = encoder.get_layer("embedding").get_weights()  # the features feed the embedding
+    np.testing.assert_allclose(features @ kernel + bias, embeddings, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="`encoder` has no layer named 'feature'; its layers are "
+                                         r"\[.*'features'"):
+        metrics.layer_outputs(encoder, x, "feature")

@@ -132,9 +132,16 @@ def few_label_batches(x_labelled, y_labelled, x_unlabeled=None, batch_size=64, s
     2016 feed theirs the same way). Each part is reshuffled whenever it runs out. The arguments
     are checked at the call, not at the first batch."""
     x_labelled, y_labelled = _check_pair(x_labelled, y_labelled)
-    if x_unlabeled is not None and np.shape(x_unlabeled)[1:] != x_labelled.shape[1:]:
-        raise ValueError(f"`x_unlabeled` must hold examples shaped like `x_labelled`'s, "
-                         f"{x_labelled.shape[1:]}; received {np.shape(x_unlabeled)[1:]}.")
+    if not np.issubdtype(y_labelled.dtype, np.integer) or y_labelled.min() < 0:
+        raise ValueError("`y_labelled` must be class indices, integers from 0 (no -1: these are "
+                         f"the labelled examples); received {y_labelled.dtype} values from "
+                         f"{y_labelled.min()} to {y_labelled.max()}.")
+    if x_unlabeled is not None:
+        x_unlabeled = np.asarray(x_unlabeled, x_labelled.dtype)
+        if len(x_unlabeled) == 0 or x_unlabeled.shape[1:] != x_labelled.shape[1:]:
+            raise ValueError(f"`x_unlabeled` must hold at least one example shaped like "
+                             f"`x_labelled`'s, {x_labelled.shape[1:]}; received shape "
+                             f"{x_unlabeled.shape}.")
     if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
             or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")

@@ -10,11 +10,10 @@ The networks end in a softmax, as everywhere in the course; `log p` stands for t
 softmax cannot tell them apart)."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from alllib import checks, losses
-from alllib.data import UNLABELED  # noqa: F401 (the label of an example without its class)
+from alllib.data import UNLABELED
 from alllib.duel import Duel, Player
 from alllib.label_learner import AdversarialLabelLearner, _correct, _tensors, cross_entropy
 from alllib.metrics import NLL_FLOOR
@@ -139,13 +138,6 @@ class Distiller(AdversarialLabelLearner):
         agreement = self._trackers["agreement"]
         agreement.update_state(_correct(probs, ops.argmax(teacher, axis=-1)))
         return {**logs, "agreement": agreement.result()}
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        """Accuracy, NLL and ECE over the labelled examples, agreement with the teacher over
-        all; labels that are all -1 are refused (their accuracy would read 0)."""
-        if isinstance(y, np.ndarray) and y.size and np.all(y == UNLABELED):
-            raise ValueError("`y` marks every example unlabeled (-1); evaluate needs labels.")
-        return super().evaluate(x, y, *args, **kwargs)
 
     def probed_predictors(self):
         return [("student", self.predictor), ("teacher", self.teacher)]

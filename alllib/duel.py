@@ -8,10 +8,12 @@ import threading
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from alllib import backend, checks, losses
 from alllib.callbacks import DivergenceGuard
+from alllib.data import UNLABELED
 from alllib.metrics import global_norm
 
 _RANDOM_STATE = "random_state_"  # saved files: the random streams' states, in order
@@ -296,13 +298,20 @@ class Duel(keras.Model):
     evaluates = True  # False: the model has no held-out measure, so `evaluate` and validation
     # in `fit` are refused with a message instead of failing inside Keras
 
-    def evaluate(self, x=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate` after the checks `fit` makes (`check_data` for arrays, each
+        batch of a stream); labels that are all -1 (unlabeled) are refused: nothing to score."""
         if not self.evaluates:
             raise TypeError(self._no_evaluation(f"{type(self).__name__} has no `evaluate`"))
         if not kwargs.get("_use_cached_eval_dataset"):  # else fit's, checked in `fit`
+            checks.no_weights(type(self).__name__, kwargs)
+            for arrays in checks.fit_arrays(x, y, inputs=self.inputs_name):
+                self.check_data(*arrays)
+            if isinstance(y, np.ndarray) and y.size and np.all(y == UNLABELED):
+                raise ValueError("`y` marks every example unlabeled (-1); evaluate needs labels.")
             x = self.check_stream(x, "`x`")
         with checks.stream_errors():
-            return super().evaluate(x, *args, **kwargs)
+            return super().evaluate(x, y, *args, **kwargs)
 
     def _no_evaluation(self, refused):
         return (f"{refused}: its losses on held-out data say little about its samples. Measure "

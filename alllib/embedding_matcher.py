@@ -5,10 +5,14 @@ discriminator decides whether an (embedding, label) pair matches. A round:
 2. the encoder moves on the same loss through the discriminator.
 
 Both players want the true label recognisable, so the game is cooperative, not adversarial: the
-matcher is a classifier. With `nets.label_matcher`'s scores `b(e) + <w_y, e>` its loss is the
-negative-sampling form of a softmax classifier's over the embedding, and `call` reads it as one:
-a softmax over the scores of every label. Unlabeled examples teach it nothing, so it takes none.
+matcher is a classifier, trained by negative sampling. At the loss's optimum a pair's score is
+the log-odds that it is the true pair, `s_y = log((K - 1) p_y / (1 - p_y))` for a class of
+probability `p_y`, so `call` reads the class probabilities back as `sigmoid(s_y - log(K - 1))`,
+normalised. With `nets.label_matcher`'s scores `b(e) + <w_y, e>` the classifier is linear in the
+embedding. Unlabeled examples teach it nothing, so it takes none.
 """
+
+import math
 
 import keras
 import numpy as np
@@ -16,6 +20,7 @@ from keras import ops
 
 from alllib import backend, checks
 from alllib.duel import Duel, Player
+from alllib.label_learner import _correct
 
 
 @keras.saving.register_keras_serializable(package="alllib")
@@ -59,7 +64,7 @@ class EmbeddingMatcher(Duel):
         self.move("encoder", lambda e: self.matching_objective(e, labels, wrong), through=pass_)
         judged = ops.concatenate([ops.cast(true_scores > 0, "float32"),
                                   ops.cast(wrong_scores <= 0, "float32")])
-        return {"d_acc": ops.mean(judged), "accuracy": self._correct(embeddings, labels)}
+        return {"d_acc": ops.mean(judged), "accuracy": _correct(self.class_scores(embeddings), labels)}
 
     def _pair_scores(self, embeddings, labels, training=True):
         scores = self.discriminator([embeddings, labels], training=training)
@@ -73,14 +78,11 @@ class EmbeddingMatcher(Duel):
         scores = self._pair_scores(repeated, labels, training)
         return ops.reshape(scores, (n, self.num_classes))
 
-    def _correct(self, embeddings, labels):
-        predicted = ops.argmax(self.class_scores(embeddings), axis=-1)
-        return ops.cast(predicted == labels, "float32")
-
     def call(self, x, training=False):
-        """Class probabilities: a softmax over the scores of every label."""
+        """Class probabilities read from every label's score (the module docstring says how)."""
         embeddings = ops.cast(self.encoder(x, training=training), "float32")
-        return ops.softmax(self.class_scores(embeddings, training), axis=-1)
+        probs = ops.sigmoid(self.class_scores(embeddings, training) - math.log(self.num_classes - 1))
+        return probs / ops.sum(probs, axis=-1, keepdims=True)
 
     def compile(self, d_optimizer=None, e_optimizer=None, **kwargs):
         """`Duel.compile` with each player's optimizer; the loss is the matching loss above."""
@@ -96,7 +98,7 @@ class EmbeddingMatcher(Duel):
         x = keras.tree.map_structure(ops.convert_to_tensor, x)
         embeddings = ops.cast(self.encoder(x, training=False), "float32")
         accuracy = self._trackers["accuracy"]
-        accuracy.update_state(self._correct(embeddings, checks.label_batch(labels)))
+        accuracy.update_state(_correct(self.class_scores(embeddings), checks.label_batch(labels)))
         return {"accuracy": accuracy.result()}
 
     def check_data(self, x, y, x_name, y_name):

@@ -134,13 +134,6 @@ class AdversarialLabelLearner(Duel):
 
     # -- checks that need data: run eagerly before Keras compiles anything ----------------------
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        checks.no_weights(type(self).__name__, kwargs)
-        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation pass: checked in fit
-            for arrays in checks.fit_arrays(x, y):
-                self.check_data(*arrays)
-        return super().evaluate(x, y, *args, **kwargs)
-
     def check_data(self, x, y, x_name, y_name):
         """Integer labels in range, one per finite input; then `_probe` runs the networks.
         `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""

@@ -516,12 +516,12 @@ def layer_outputs(network, x, layer="features", batch_size=512):
     """The outputs of `network`'s layer named `layer` on `x`, as a float32 NumPy array (the
     course's DCGAN trunks name their flattened convolution features "features")."""
     try:
-        inputs = network.inputs[0] if len(network.inputs) == 1 else network.inputs
-        inner = keras.Model(inputs, network.get_layer(layer).output)
+        output = network.get_layer(layer).output
     except ValueError:
         names = [lay.name for lay in network.layers]
         raise ValueError(f"`{network.name}` has no layer named {layer!r}; its layers are "
                          f"{names}.") from None
+    inner = keras.Model(network.inputs[0] if len(network.inputs) == 1 else network.inputs, output)
     return np.concatenate([  # called directly: `predict` would trace anew for every network
         np.asarray(ops.convert_to_numpy(inner(x[i:i + batch_size], training=False)), "float32")
         for i in range(0, len(x), batch_size)])
@@ -576,7 +576,7 @@ def probe(train, val, test, num_classes, knn=True):
         ks = [k for k in PROBE_NEIGHBOURS if k <= len(x_train)]
         val_votes = _neighbour_votes(x_train, y_train, x_val, ks, num_classes)
         val_accuracy = {k: float(np.mean(votes == y_val)) for k, votes in val_votes.items()}
-        k = max(val_accuracy, key=val_accuracy.get)
+        k = max(val_accuracy, key=val_accuracy.get)  # ties: the smaller k
         votes = _neighbour_votes(x_train, y_train, x_test, [k], num_classes)[k]
         result.update(knn=float(np.mean(votes == y_test)), k=k, knn_val=val_accuracy[k])
     return result
@@ -602,7 +602,7 @@ def _neighbour_votes(x_train, y_train, queries, ks, num_classes, chunk=1024):
     votes = {k: [] for k in ks}
     for start in range(0, len(queries), chunk):
         similarity = queries[start:start + chunk] @ x_train.T
-        order = np.argsort(-similarity, axis=1)[:, :max(ks)]
+        order = np.argsort(-similarity, axis=1, kind="stable")[:, :max(ks)]
         for k in ks:
             nearest = order[:, :k]
             one_hot = np.eye(num_classes)[y_train[nearest]]  # (q, k, K)

@@ -16,6 +16,7 @@ from keras import ops
 from alllib import backend, checks
 from alllib.data import UNLABELED
 from alllib.duel import Duel, Player
+from alllib.label_learner import _correct
 
 @keras.saving.register_keras_serializable(package="alllib")
 class SemiSupervisedGAN(Duel):
@@ -77,8 +78,8 @@ class SemiSupervisedGAN(Duel):
             "discriminator", lambda: self.discriminator_objective(real, labels, labelled, fake))
         noise = self.sample_latent(batch_size)
         self.move("generator", lambda: self.generator_objective(real, noise))
-        correct = ops.cast(ops.argmax(real_logits, axis=-1) == labels, "float32")
-        return {"accuracy": (correct, labelled), "d_real": ops.mean(ops.sigmoid(real_z)),
+        return {"accuracy": (_correct(real_logits, labels), labelled),
+                "d_real": ops.mean(ops.sigmoid(real_z)),
                 "d_fake": ops.mean(ops.sigmoid(fake_z))}
 
     def _outputs(self, images, training=True):
@@ -91,6 +92,12 @@ class SemiSupervisedGAN(Duel):
     def call(self, x, training=False):
         """The class probabilities: a softmax over the K real classes' logits."""
         return ops.softmax(self._outputs(x, training)[0], axis=-1)
+
+    def generate(self, n, seed=None):
+        """`n` generated images as a float32 NumPy array (the same ones for the same `seed`)."""
+        noise = keras.random.normal((checks.integer("n", n, 1), self.latent_dim),
+                                    seed=self.seed_generator if seed is None else seed)
+        return ops.convert_to_numpy(ops.cast(self.generator(noise, training=False), "float32"))
 
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
         """`Duel.compile` with each player's optimizer; the losses are fixed by the method."""
@@ -106,7 +113,7 @@ class SemiSupervisedGAN(Duel):
         labels = checks.label_batch(labels)
         logits, _ = self._outputs(ops.convert_to_tensor(x), training=False)
         accuracy = self._trackers["accuracy"]
-        accuracy.update_state(ops.cast(ops.argmax(logits, axis=-1) == labels, "float32"),
+        accuracy.update_state(_correct(logits, labels),
                               sample_weight=ops.cast(labels != UNLABELED, "float32"))
         return {"accuracy": accuracy.result()}
 
@@ -157,11 +164,13 @@ class SemiSupervisedGAN(Duel):
                 "num_classes": self.num_classes, "unsupervised_weight": self.unsupervised_weight}
 
 
-_NEEDS_LABELS = ("SemiSupervisedGAN.fit needs labels: call fit(x, y) with -1 "
+_NEEDS_LABELS = ("SemiSupervisedGAN needs labels: call fit(x, y) or evaluate(x, y), with -1 "
                  "(alllib.data.UNLABELED) for every image seen without its class.")
 
 
 def _describe(outputs):
     if isinstance(outputs, (list, tuple)):
         return f"{len(outputs)} outputs"
-    return f"one output of shape {tuple(outputs.shape)}"
+    if hasattr(outputs, "shape"):
+        return f"one output of shape {tuple(outputs.shape)}"
+    return f"a {type(outputs).__name__}"

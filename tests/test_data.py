@@ -250,9 +250,14 @@ def test_few_label_batches_bad_arguments():
     for batch_size in (0, -4, 2.5, "4", None, True):
         with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
             data.few_label_batches(x_labelled, y_labelled, x_unlabeled, batch_size)
-    with pytest.raises(ValueError, match=r"`x_unlabeled` must hold examples shaped like "
-                                         r"`x_labelled`'s, \(2,\); received \(3,\)"):
+    with pytest.raises(ValueError, match=r"`x_unlabeled` must hold at least one example shaped "
+                                         r"like `x_labelled`'s, \(2,\); received shape \(30, 3\)"):
         data.few_label_batches(x_labelled, y_labelled, np.zeros((30, 3)), 4)
+    with pytest.raises(ValueError, match=r"received shape \(0, 2\)"):  # would never yield
+        data.few_label_batches(x_labelled, y_labelled, np.zeros((0, 2)), 4)
+    for labels in (y_labelled + 0.7, np.where(y_labelled == 0, -1, y_labelled)):
+        with pytest.raises(ValueError, match="`y_labelled` must be class indices"):
+            data.few_label_batches(x_labelled, labels, x_unlabeled, 4)
     with pytest.raises(ValueError, match="`x` and `y` must be non-empty and of the same length; "
                                          "received 12 and 11"):
         data.few_label_batches(x_labelled, y_labelled[:-1], x_unlabeled, 4)

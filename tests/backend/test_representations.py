@@ -199,7 +199,9 @@ def test_the_semi_supervised_gan_predicts_its_discriminators_class_probabilities
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
 
 
-def test_the_matcher_is_a_softmax_over_every_labels_pair_score():
+def test_the_matcher_reads_probabilities_from_every_labels_pair_score():
+    """A score is the log-odds (K - 1) p / (1 - p) at the loss's optimum, so the probabilities
+    are sigmoid(score - log(K - 1)), normalised: their argmax is the scores'."""
     model = make_matcher()
     x = images[:5]
     probs = numpy(model(x))
@@ -207,7 +209,9 @@ def test_the_matcher_is_a_softmax_over_every_labels_pair_score():
     embeddings = numpy(model.encoder(x, training=False)).astype("float32")
     scores = numpy(model.class_scores(ops.convert_to_tensor(embeddings)))
     assert scores.shape == (5, K)
-    expected = np.exp(scores - logsumexp(scores)[:, None])
+    odds = 1.0 / (1.0 + np.exp(-(scores - np.log(K - 1))))
+    expected = odds / odds.sum(1, keepdims=True)
+    np.testing.assert_array_equal(probs.argmax(1), scores.argmax(1))
     np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.predict(x, verbose=0), probs, rtol=1e-4, atol=1e-5)
     # each pair scored on its own, in label-major order: score[i, k] is the pair (x_i, k)'s
@@ -266,8 +270,18 @@ def test_the_matcher_learns_a_separable_problem():
 
 def test_semi_supervised_gan_errors_name_the_argument():
     model = make_gan()
-    with pytest.raises(ValueError, match="SemiSupervisedGAN.fit needs labels"):
+    with pytest.raises(ValueError, match="SemiSupervisedGAN needs labels"):
         model.fit(images, verbose=0)
+    before = [np.array(w) for w in model.weights]
+    with pytest.raises(ValueError, match="SemiSupervisedGAN needs labels"):
+        model.evaluate(images, verbose=0)  # refused before Keras traces (which would empty it)
+    with pytest.raises(ValueError, match="`y` must lie in"):
+        model.evaluate(images, np.full(len(images), 10, "int32"), verbose=0)
+    with pytest.raises(ValueError, match="every example unlabeled"):
+        model.evaluate(images, np.full(len(images), UNLABELED, "int32"), verbose=0)
+    assert_same_arrays([np.array(w) for w in model.weights], before)
+    assert model.generate(4, seed=3).shape == (4, *IMAGE)
+    np.testing.assert_array_equal(model.generate(4, seed=3), model.generate(4, seed=3))
     with pytest.raises(ValueError, match=r"`y` must lie in \[0, num_classes\) = \[0, 10\) or -1 "
                                          r"\(unlabeled\); found values from -1 to 10"):
         model.fit(images, np.where(digits == 3, 10, few).astype("int32"), verbose=0)
@@ -296,6 +310,10 @@ def test_embedding_matcher_errors_name_the_argument():
     model = make_matcher()
     with pytest.raises(ValueError, match="`y` marks unlabeled examples"):
         model.fit(images, few, verbose=0)
+    with pytest.raises(ValueError, match="`y` marks unlabeled examples"):
+        model.evaluate(images, few, verbose=0)
+    with pytest.raises(ValueError, match="`y` is missing"):
+        model.evaluate(images, verbose=0)
     with pytest.raises(ValueError, match=r"`y` must lie in \[0, num_classes\) = \[0, 10\); "
                                          "found values from 0 to 10"):
         model.fit(images, np.where(digits == 3, 10, digits).astype("int32"), verbose=0)

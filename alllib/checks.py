@@ -60,6 +60,35 @@ def labels(name, y, num_classes, unlabeled=False):
     return y
 
 
+def inputs_with_labels(x_name, x, y_name, y):
+    """One label per example in every input leaf of `x` (an array, or a list or dict of them for
+    a multi-input network), every input finite; returns the leaves."""
+    leaves = keras.tree.flatten(x)
+    lengths = sorted({len(leaf) for leaf in leaves})
+    if lengths != [len(y)]:
+        raise ValueError(f"{x_name} and {y_name} must have the same length; received "
+                         f"{' and '.join(map(str, lengths))} and {len(y)}.")
+    for leaf in leaves:
+        finite(x_name, leaf)
+    return leaves
+
+
+def generator_samples(name, x, shape, what="real samples"):
+    """Real data for a generator's opponent: one float array of `what`, each shaped `shape` (the
+    generator's output), finite."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be one array of {what}; received {type(x).__name__}.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(
+            f"{name} must hold floats on the generator's scale; received dtype {x.dtype}. "
+            "Scale images first, for example x.astype('float32') / 127.5 - 1 for a tanh "
+            "generator (alllib.data.load does this).")
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} must be {what} shaped like the generator's output, "
+                         f"(n, {', '.join(map(str, shape))}); received shape {x.shape}.")
+    finite(name, x)
+
+
 def label_batch(labels):
     """A train step's batch of integer labels as a flat int32 tensor, checked while tracing
     (values are checked on the host: `labels` for arrays, `streamed_labels` for streams)."""

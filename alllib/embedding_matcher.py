@@ -108,12 +108,7 @@ class EmbeddingMatcher(Duel):
                              "EmbeddingMatcher cannot learn from: it only judges (embedding, "
                              "label) pairs. Pass the labelled examples alone.")
         y = checks.labels(y_name, y, self.num_classes)
-        leaves = keras.tree.flatten(x)
-        if sorted({len(leaf) for leaf in leaves}) != [len(y)]:
-            raise ValueError(f"{x_name} and {y_name} must have the same length; received "
-                             f"{' and '.join(str(len(leaf)) for leaf in leaves)} and {len(y)}.")
-        for leaf in leaves:
-            checks.finite(x_name, leaf)
+        checks.inputs_with_labels(x_name, x, y_name, y)
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 
     def check_stream(self, data, name):

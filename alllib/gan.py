@@ -144,20 +144,7 @@ class GAN(Duel):
     def check_data(self, x, y, x_name, y_name):
         """Real samples `x` (labels are ignored): floats shaped like the generator's output,
         finite."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{x_name} must be one array of real samples; received "
-                            f"{type(x).__name__}.")
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(
-                f"{x_name} must hold floats on the generator's scale; received dtype {x.dtype}. "
-                "Scale images first, for example x.astype('float32') / 127.5 - 1 for a tanh "
-                "generator (alllib.data.load does this).")
-        if tuple(x.shape[1:]) != self._sample_shape:
-            raise ValueError(
-                f"{x_name} must be real samples shaped like the generator's output, "
-                f"(n, {', '.join(map(str, self._sample_shape))}); received shape {x.shape}."
-            )
-        checks.finite(x_name, x)
+        checks.generator_samples(x_name, x, self._sample_shape)
 
     def sample_latent(self, batch_size):
         return keras.random.normal((batch_size, self.latent_dim), seed=self.seed_generator)

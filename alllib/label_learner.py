@@ -138,17 +138,11 @@ class AdversarialLabelLearner(Duel):
         """Integer labels in range, one per finite input; then `_probe` runs the networks.
         `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""
         y = checks.labels(y_name, y, self.num_classes, self.unlabeled)
-        leaves = keras.tree.flatten(x)
+        leaves = checks.inputs_with_labels(x_name, x, y_name, y)
         if len(leaves) > 1 and self.conditional and self.discriminator is not None:
             raise ValueError(
                 f"{x_name} holds {len(leaves)} inputs, but a conditional discriminator takes "
                 "[x, label_vector] with one x; use conditional=False with a multi-input predictor.")
-        lengths = sorted({len(leaf) for leaf in leaves})
-        if lengths != [len(y)]:
-            raise ValueError(f"{x_name} and {y_name} must have the same length; received "
-                             f"{' and '.join(map(str, lengths))} and {len(y)}.")
-        for leaf in leaves:
-            checks.finite(x_name, leaf)
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 
     def check_stream(self, data, name):

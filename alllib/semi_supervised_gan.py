@@ -10,7 +10,6 @@ chance that an image is real is `Z / (Z + 1)` with `Z = sum_k exp(l_k)`. A round
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from alllib import backend, checks
@@ -124,19 +123,9 @@ class SemiSupervisedGAN(Duel):
         [0, K) or -1 (unlabeled)."""
         if y is None:
             raise ValueError(_NEEDS_LABELS)
-        if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"{x_name} must be one float array of images on the generator's "
-                            f"scale (alllib.data.load gives [-1, 1]); received "
-                            f"{getattr(x, 'dtype', type(x).__name__)}.")
-        if tuple(x.shape[1:]) != self._image_shape:
-            raise ValueError(f"{x_name} must be images shaped like the generator's output, "
-                             f"(n, {', '.join(map(str, self._image_shape))}); received shape "
-                             f"{x.shape}.")
+        checks.generator_samples(x_name, x, self._image_shape, what="images")
         y = checks.labels(y_name, y, self.num_classes, unlabeled=True)
-        if len(x) != len(y):
-            raise ValueError(f"{x_name} and {y_name} must have the same length; received "
-                             f"{len(x)} and {len(y)}.")
-        checks.finite(x_name, x)
+        checks.inputs_with_labels(x_name, x, y_name, y)
 
     def check_stream(self, data, name):
         return checks.streamed_labels(data, name, self.num_classes, unlabeled=True)

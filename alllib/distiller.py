@@ -130,7 +130,7 @@ class Distiller(AdversarialLabelLearner):
             loss += self.ce_weight * ce
         return loss, ()
 
-    def _evaluate_batch(self, data):
+    def evaluate_batch(self, data):
         x, labels = _tensors(data)
         probs = ops.cast(self.predictor(x, training=False), "float32")
         teacher = ops.cast(self.teacher(x, training=False), "float32")

@@ -41,8 +41,9 @@ class Player:
 
 class Duel(keras.Model):
     """Players, and a round that moves them: a subclass implements `play_round(data) -> logs`
-    with `self.move`. The model logs each moving player's loss and gradient norm, and `loss`,
-    their sum: no one minimises it, but it is finite exactly when all are, and callbacks read it.
+    with `self.move`, and `evaluate_batch(data) -> logs` if it has a held-out measure. The model
+    logs each moving player's loss and gradient norm, and `loss`, their sum: no one minimises it,
+    but it is finite exactly when all are, and callbacks read it.
 
     Args:
         players: the `Player`s, in the order they move in a round.
@@ -231,6 +232,9 @@ class Duel(keras.Model):
     def train_step(self, *args):
         return backend.train_step(self, self._train_round, args)
 
+    def test_step(self, *args):
+        return backend.test_step(self, self.evaluate_batch, args)
+
     def _train_round(self, data):
         self._this_round.moves = moves = {}
         logs = self.play_round(data) or {}
@@ -276,7 +280,7 @@ class Duel(keras.Model):
                 f"compile({arguments}) first."
             )
         checks.no_weights(type(self).__name__, kwargs, validation_data)
-        if not self.evaluates and (validation_split or validation_data is not None):
+        if not self._evaluates and (validation_split or validation_data is not None):
             raise ValueError(self._no_evaluation(f"{type(self).__name__}.fit() takes no "
                                                  "`validation_data` or `validation_split`"))
         for arrays in checks.fit_arrays(x, y, validation_data, self.inputs_name):
@@ -295,13 +299,21 @@ class Duel(keras.Model):
             )
 
     inputs_name = "inputs"  # what the examples are called in `check_data`'s messages
-    evaluates = True  # False: the model has no held-out measure, so `evaluate` and validation
-    # in `fit` are refused with a message instead of failing inside Keras
+
+    def evaluate_batch(self, data):
+        """One batch of `evaluate` -> logs (update `self._trackers`, return their results): the
+        held-out measure of a duel that has one. Without it, `evaluate` and validation in `fit`
+        are refused with a message, before Keras traces anything."""
+        raise NotImplementedError
+
+    @property
+    def _evaluates(self):
+        return type(self).evaluate_batch is not Duel.evaluate_batch
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate` after the checks `fit` makes (`check_data` for arrays, each
         batch of a stream); labels that are all -1 (unlabeled) are refused: nothing to score."""
-        if not self.evaluates:
+        if not self._evaluates:
             raise TypeError(self._no_evaluation(f"{type(self).__name__} has no `evaluate`"))
         if not kwargs.get("_use_cached_eval_dataset"):  # else fit's, checked in `fit`
             checks.no_weights(type(self).__name__, kwargs)
@@ -314,9 +326,8 @@ class Duel(keras.Model):
             return super().evaluate(x, y, *args, **kwargs)
 
     def _no_evaluation(self, refused):
-        return (f"{refused}: its losses on held-out data say little about its samples. Measure "
-                "them with alllib.metrics (mode_coverage, a Judge's frechet_distance) or during "
-                "fit with callbacks.ImageScores or callbacks.DiscriminatorGap.")
+        return (f"{refused}: it defines no held-out measure. Implement "
+                "`evaluate_batch(data) -> logs` to give it one.")
 
     def check_data(self, x, y, x_name, y_name):
         """Raise a clear error for data `fit` cannot use, before anything is traced: NumPy `x`

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from alllib import backend, checks
+from alllib import checks
 from alllib.duel import Duel, Player
 from alllib.label_learner import _correct
 
@@ -90,10 +90,7 @@ class EmbeddingMatcher(Duel):
                                    "ones)", kwargs)
         super().compile(d_optimizer=d_optimizer, e_optimizer=e_optimizer, **kwargs)
 
-    def test_step(self, *args):
-        return backend.test_step(self, self._evaluate_batch, args)
-
-    def _evaluate_batch(self, data):
+    def evaluate_batch(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         x = keras.tree.map_structure(ops.convert_to_tensor, x)
         embeddings = ops.cast(self.encoder(x, training=False), "float32")

@@ -139,7 +139,11 @@ class GAN(Duel):
                                        "ema_decay": self.ema_decay})
 
     inputs_name = "samples"
-    evaluates = False
+
+    def _no_evaluation(self, refused):
+        return (f"{refused}: its losses on held-out data say little about its samples. Measure "
+                "them with alllib.metrics (mode_coverage, a Judge's frechet_distance) or during "
+                "fit with callbacks.ImageScores or callbacks.DiscriminatorGap.")
 
     def check_data(self, x, y, x_name, y_name):
         """Real samples `x` (labels are ignored): floats shaped like the generator's output,

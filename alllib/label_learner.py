@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from alllib import backend, checks, losses
+from alllib import checks, losses
 from alllib.duel import Duel, Player
 from alllib.metrics import NLL_FLOOR, CalibrationError
 from alllib.targets import SoftTargets
@@ -115,10 +115,7 @@ class AdversarialLabelLearner(Duel):
             "accuracy": _correct(probs, labels),
         }
 
-    def test_step(self, *args):
-        return backend.test_step(self, self._evaluate_batch, args)
-
-    def _evaluate_batch(self, data):
+    def evaluate_batch(self, data):
         x, labels = _tensors(data)
         return self.evaluation_logs(x, labels, ops.cast(self.call(x), "float32"))
 

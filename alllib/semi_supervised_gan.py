@@ -12,7 +12,7 @@ chance that an image is real is `Z / (Z + 1)` with `Z = sum_k exp(l_k)`. A round
 import keras
 from keras import ops
 
-from alllib import backend, checks
+from alllib import checks
 from alllib.data import UNLABELED
 from alllib.duel import Duel, Player
 from alllib.label_learner import _correct
@@ -104,10 +104,7 @@ class SemiSupervisedGAN(Duel):
                                    "weight is the constructor's `unsupervised_weight`)", kwargs)
         super().compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, **kwargs)
 
-    def test_step(self, *args):
-        return backend.test_step(self, self._evaluate_batch, args)
-
-    def _evaluate_batch(self, data):
+    def evaluate_batch(self, data):
         x, labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         labels = checks.label_batch(labels)
         logits, _ = self._outputs(ops.convert_to_tensor(x), training=False)

@@ -158,3 +158,46 @@ def test_losses_and_penalties_may_be_callables():
     penalized = fit(loss=doubled, penalty=penalty, penalty_weight=0.1)
     assert calls and calls[0] is not None  # called with the model's noise stream
     assert penalized["d_loss"][0] != pytest.approx(own["d_loss"][0], rel=1e-3)
+
+
+@keras.saving.register_keras_serializable(package="test_duel")
+class Scored(TagTeam):
+    """TagTeam with a held-out measure: how often the discriminator calls real samples real."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._trackers["real_called_real"] = keras.metrics.Mean(name="real_called_real")
+
+    def evaluate_batch(self, real):
+        called = ops.cast(self.discriminator(real, training=False) > 0, "float32")
+        tracker = self._trackers["real_called_real"]
+        tracker.update_state(called)
+        return {"real_called_real": tracker.result()}
+
+
+def test_a_duel_without_a_held_out_measure_refuses_evaluation_and_keeps_its_weights():
+    """Before Duel owned test_step, Keras's default ran here: "no call() method", and on JAX the
+    trained weights were wiped by the failed trace."""
+    team = EXAMPLE["team"]
+    flat = lambda m: [w for ws in weights(m).values() for w in ws]
+    before = flat(team)
+    with pytest.raises(TypeError, match=r"TagTeam has no `evaluate`.*evaluate_batch"):
+        team.evaluate(x, verbose=0)
+    with pytest.raises(ValueError, match=r"TagTeam.fit\(\) takes no `validation_data`.*"
+                                         r"evaluate_batch"):
+        team.fit(x, validation_data=x[:128], epochs=1, verbose=0)
+    assert len(before) == 12
+    assert_same_arrays(flat(team), before)
+
+
+def test_a_duel_with_a_held_out_measure_evaluates_it_and_validates_with_it():
+    team = Scored(nets.mlp_generator(2, width=8, name="first"),
+                  nets.mlp_generator(2, width=8, name="second"), nets.mlp_discriminator(width=8),
+                  latent_dim=2, seed=0)
+    team.compile(d_optimizer="adam", g1_optimizer="adam", g2_optimizer="adam")
+    history = team.fit(x[:512], batch_size=128, epochs=1, verbose=0,
+                       validation_data=x[512:768]).history
+    scores = np.asarray(team.discriminator.predict(x[:256], verbose=0)).ravel()
+    measured = team.evaluate(x[:256], batch_size=256, verbose=0, return_dict=True)
+    assert measured["real_called_real"] == pytest.approx(np.mean(scores > 0), abs=1e-6)
+    assert 0 <= history["val_real_called_real"][0] <= 1

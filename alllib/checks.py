@@ -56,7 +56,12 @@ def labels(name, y, num_classes, unlabeled=False):
     if len(y) and (y.min() < low or y.max() >= num_classes):
         allowed = f"[0, num_classes) = [0, {num_classes})"
         allowed += " or -1 (unlabeled)" if unlabeled else ""
-        raise ValueError(f"{name} must lie in {allowed}; found values from {y.min()} to {y.max()}.")
+        hint = ("" if unlabeled or y.min() != -1 else
+                f" -1 in {name} marks unlabeled examples (alllib.data.UNLABELED), which this model "
+                "cannot learn from: pass the labelled examples alone (a Distiller or a "
+                "SemiSupervisedGAN takes unlabeled ones).")
+        raise ValueError(f"{name} must lie in {allowed}; found values from {y.min()} to "
+                         f"{y.max()}.{hint}")
     return y
 
 

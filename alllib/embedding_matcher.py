@@ -100,10 +100,6 @@ class EmbeddingMatcher(Duel):
 
     def check_data(self, x, y, x_name, y_name):
         """One integer label in [0, K) per finite input; then the networks are run on two."""
-        if y is not None and np.any(np.asarray(y) == -1):
-            raise ValueError(f"{y_name} marks unlabeled examples (-1), which an "
-                             "EmbeddingMatcher cannot learn from: it only judges (embedding, "
-                             "label) pairs. Pass the labelled examples alone.")
         y = checks.labels(y_name, y, self.num_classes)
         checks.inputs_with_labels(x_name, x, y_name, y)
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))

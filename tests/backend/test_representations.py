@@ -328,3 +328,20 @@ def test_embedding_matcher_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"`encoder` must return embeddings of shape \(batch, "
                                          r"embedding_dim\); it returned shape \(2, 8, 8, 4\)"):
         flat.fit(images, digits, verbose=0)
+
+
+def test_unlabeled_examples_are_explained_for_every_batch_of_a_stream():
+    """The -1 hint comes from the shared label check, so a stream's batch gets it as arrays do;
+    the models that take unlabeled examples are named."""
+    def stream():
+        yield images[:16], digits[:16]
+        yield images[16:32], few[8:24]  # its last 8 are unlabeled
+
+    model = make_matcher()
+    with pytest.raises(ValueError, match=r"-1 in the labels of batch 1 of `x` marks unlabeled "
+                                         r"examples .*Distiller or a SemiSupervisedGAN"):
+        model.fit(stream(), steps_per_epoch=2, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) <= 1
+    with pytest.raises(ValueError, match=r"found values from -2 to 9\.$"):  # no hint: -2 is no mark
+        model.fit(images, np.where(digits == 3, -2, few), verbose=0)
+

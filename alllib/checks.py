@@ -220,7 +220,8 @@ def duel_compile_arguments(model, kwargs, prefixes):
                 "after `fit` (alllib.metrics).")
 
 
-# `Duel.compile`'s game settings and their defaults, for a model whose game is fixed.
+# `Duel.compile`'s game settings and their defaults, for a model whose game is fixed (a test
+# in tests/backend/test_representations.py keeps them equal to compile's own).
 GAME_DEFAULTS = {"loss": "non_saturating", "penalty": None, "penalty_weight": None, "d_steps": 1,
                  "label_smoothing": 0.0}
 

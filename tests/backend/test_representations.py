@@ -6,6 +6,8 @@ its supervised term alone; the matcher is a softmax over its pair scores, never 
 label as a wrong one, and learns a separable problem; mistakes fail before training, naming the
 argument. Tiny networks on 8x8 digits, so the file runs in seconds."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ import keras
 from keras import layers, ops
 
 import alllib
-from alllib import data, nets
+from alllib import checks, data, nets
 from alllib.data import UNLABELED
 from test_label_learner import blobs
 from test_reliability import assert_same_arrays
@@ -345,3 +347,10 @@ def test_unlabeled_examples_are_explained_for_every_batch_of_a_stream():
     with pytest.raises(ValueError, match=r"found values from -2 to 9\.$"):  # no hint: -2 is no mark
         model.fit(images, np.where(digits == 3, -2, few), verbose=0)
 
+
+
+def test_the_fixed_games_defaults_are_duel_compiles_own():
+    """`checks.GAME_DEFAULTS` repeats `Duel.compile`'s defaults (checks cannot import duel);
+    this keeps the two from drifting apart."""
+    parameters = inspect.signature(alllib.Duel.compile).parameters
+    assert {name: parameters[name].default for name in checks.GAME_DEFAULTS} == checks.GAME_DEFAULTS

@@ -18,6 +18,7 @@ from alllib.duel import Duel, Player
 from alllib.label_learner import AdversarialLabelLearner, _correct, _tensors, cross_entropy
 from alllib.metrics import NLL_FLOOR
 
+
 @keras.saving.register_keras_serializable(package="alllib")
 class Distiller(AdversarialLabelLearner):
     """A student (the player named `predictor`, so it compiles with `p_optimizer` and logs

@@ -1,8 +1,8 @@
 """Measurements used across the course: mode coverage for generators, the distances between sets
 of image features that GAN papers report (Frechet distance, kernel distance, precision, recall,
 density and coverage), accuracy, likelihood and calibration for classifiers, and probes of a
-frozen representation (`probe`). NumPy functions for analysis, plus `CalibrationError`, the same ECE as a Keras metric that `evaluate` accumulates
-over a whole dataset."""
+frozen representation (`probe`). NumPy functions for analysis, plus `CalibrationError`, the same
+ECE as a Keras metric that `evaluate` accumulates over a whole dataset."""
 
 import hashlib
 import importlib.metadata

@@ -1,7 +1,6 @@
 """Small reference networks: MLPs for 2-D data, DCGAN-style convnets for images, predictors and
 label-vector discriminators for adversarial label learning, and the encoders and heads of notebook
-07's representations; `SpectralDense`, `SpectralConv2D`,
-`MinibatchStdDev`, `BatchFrequencies`."""
+07's representations; `SpectralDense`, `SpectralConv2D`, `MinibatchStdDev`, `BatchFrequencies`."""
 
 import keras
 from keras import layers, ops

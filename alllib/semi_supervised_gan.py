@@ -17,6 +17,7 @@ from alllib.data import UNLABELED
 from alllib.duel import Duel, Player
 from alllib.label_learner import _correct
 
+
 @keras.saving.register_keras_serializable(package="alllib")
 class SemiSupervisedGAN(Duel):
     """A (K+1)-class discriminator and a feature-matching generator, trained by `fit(x, y)`.

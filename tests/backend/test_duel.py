@@ -186,7 +186,7 @@ def test_a_duel_without_a_held_out_measure_refuses_evaluation_and_keeps_its_weig
     with pytest.raises(ValueError, match=r"TagTeam.fit\(\) takes no `validation_data`.*"
                                          r"evaluate_batch"):
         team.fit(x, validation_data=x[:128], epochs=1, verbose=0)
-    assert len(before) == 12
+    assert len(before) == sum(len(p.network.weights) for p in team.players) > 0
     assert_same_arrays(flat(team), before)
 
 

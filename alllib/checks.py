@@ -128,8 +128,10 @@ def streamed_labels(data, name, num_classes, unlabeled=False):
 
     def checked_batch(batch, index):
         y = keras.utils.unpack_x_y_sample_weight(batch)[1]
-        if y is not None:
-            check(y, index)
+        if y is None:  # raised here, on the host: inside the step, JAX would lose the weights
+            raise ValueError(f"batch {index} of {name} has no labels: it must be (samples, "
+                             f"labels), with integer class labels in [0, {num_classes}).")
+        check(y, index)
         return batch
 
     if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
@@ -137,8 +139,9 @@ def streamed_labels(data, name, num_classes, unlabeled=False):
 
         def in_pipeline(index, batch):
             y = keras.utils.unpack_x_y_sample_weight(batch)[1]
-            if y is None:
-                return batch
+            if y is None:  # the structure is static: refused as the pipeline is built
+                raise ValueError(f"{name} has no labels: its batches must be (samples, labels), "
+                                 f"with integer class labels in [0, {num_classes}).")
             with tf.control_dependencies([tf.numpy_function(check, [y, index], tf.bool)]):
                 return tf.nest.map_structure(tf.identity, batch)
 

@@ -292,7 +292,7 @@ class Duel(keras.Model):
         if not any(isinstance(c, (DivergenceGuard, keras.callbacks.TerminateOnNaN))
                    for c in callbacks):
             callbacks.append(DivergenceGuard())
-        with checks.stream_errors():
+        with backend.state_kept(self), checks.stream_errors():
             return super().fit(
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                 validation_split=validation_split, validation_data=validation_data, **kwargs,
@@ -322,7 +322,7 @@ class Duel(keras.Model):
             if isinstance(y, np.ndarray) and y.size and np.all(y == UNLABELED):
                 raise ValueError("`y` marks every example unlabeled (-1); evaluate needs labels.")
             x = self.check_stream(x, "`x`")
-        with checks.stream_errors():
+        with backend.state_kept(self), checks.stream_errors():
             return super().evaluate(x, y, *args, **kwargs)
 
     def _no_evaluation(self, refused):

@@ -18,8 +18,11 @@ back). Each file answers with this interface; the rest of alllib is written once
 - `separate_replicas()`: how many replicas each play the round on their own slice of the batch
   (`tf.distribute`); 1 where the round is one program, as under JAX's `DataParallel`.
 - `MAX_STEPS_PER_EXECUTION`: steps `fit` may run per call into the backend (Keras's PyTorch
-  trainer runs exactly one), or None for no limit."""
+  trainer runs exactly one), or None for no limit.
+- `state_kept(model)`: a context for `fit` and `evaluate` that gives the model back its variables
+  if Keras failed before refilling them (JAX only; elsewhere Keras never empties them)."""
 
+import contextlib
 import importlib
 
 import keras
@@ -39,6 +42,7 @@ test_step = _impl.test_step
 MAX_STEPS_PER_EXECUTION = _impl.MAX_STEPS_PER_EXECUTION
 device_name = _impl.device_name
 separate_replicas = _impl.separate_replicas
+state_kept = getattr(_impl, "state_kept", lambda model: contextlib.nullcontext())
 
 
 def steps_per_execution(requested):

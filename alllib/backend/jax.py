@@ -3,6 +3,8 @@ Keras's JAX trainer passes the model's state into `train_step` and wants it back
 differentiates only pure functions: the round runs in a `keras.StatelessScope` holding every
 variable's incoming value, and each differentiation in a scope nested in it (`_pure`)."""
 
+import contextlib
+
 import jax
 import jax.extend.core
 import keras
@@ -10,6 +12,26 @@ from keras.src.backend.common.stateless_scope import get_stateless_scope  # Kera
 
 MAX_STEPS_PER_EXECUTION = None
 SeedGenerator = keras.random.SeedGenerator  # JAX's data parallelism is one global program
+
+
+@contextlib.contextmanager
+def state_kept(model):
+    """Keras's JAX `fit` and `evaluate` empty the model's variables (to save memory) before they
+    read the first batch, and fill them again only from a state that a step returned: if reading
+    that batch fails (a PyDataset's or DataLoader's first batch, which Keras does not peek at),
+    the trained weights are gone. Hold their values (references, not copies) and put back any
+    variable still empty when `fit` or `evaluate` fails."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.variables, *(optimizer.variables if optimizer else ()),
+                 *model.metrics_variables]
+    values = [v.value for v in variables]
+    try:
+        yield
+    except BaseException:
+        for variable, value in zip(variables, values):
+            if variable._value is None and not value.is_deleted():  # emptied, never refilled
+                variable.assign(value)
+        raise
 
 
 def gradients(loss_fn, variables):

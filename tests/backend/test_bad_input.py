@@ -11,6 +11,7 @@ import alllib
 from alllib import data, nets
 from test_gan import LATENT, make_gan, ring_batch
 from test_label_learner import K, blobs, make_learner
+from test_reliability import assert_same_arrays
 
 x, y = blobs(60)
 ring = ring_batch(64)
@@ -301,6 +302,40 @@ def test_a_bad_streamed_batch_stops_training_before_it_is_trained_on():
     model.fit(x, y, epochs=1, verbose=0)  # still usable
 
 
+@pytest.mark.parametrize("stream", ["generator", "PyDataset", "DataLoader"])
+def test_a_stream_without_labels_is_refused_before_a_step_and_the_weights_are_kept(stream):
+    """Before, the batch reached the traced step, which failed there ("'NoneType' object has no
+    attribute 'shape'"), and on JAX the failed trace wiped the trained weights."""
+    model = make_learner()
+    model.fit(x, y, epochs=1, verbose=0)
+    before = [np.array(w) for w in model.weights]
+    unlabelled = {"generator": lambda: ((x[i:i + 20],) for i in range(0, 60, 20)),
+                  "PyDataset": lambda: Unlabelled(x),
+                  "DataLoader": lambda: torch_inputs_only(x)}[stream]()
+    with pytest.raises(ValueError, match=r"batch 0 of `x` has no labels: it must be \(samples, "
+                                         r"labels\), with integer class labels in \[0, 3\)"):
+        model.fit(unlabelled, verbose=0)
+    assert_same_arrays([np.array(w) for w in model.weights], before)
+
+
+class Unlabelled(keras.utils.PyDataset):
+    def __init__(self, x, size=20):
+        super().__init__()
+        self.x, self.size = x, size
+
+    def __len__(self):
+        return -(-len(self.x) // self.size)
+
+    def __getitem__(self, index):
+        return (self.x[index * self.size:(index + 1) * self.size],)
+
+
+def torch_inputs_only(x):
+    torch = pytest.importorskip("torch")
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.tensor(x)),
+                                       batch_size=20)
+
+
 def test_weights_a_loss_does_not_reach_are_named():
     generator = Unused()
     generator(np.zeros((1, LATENT), "float32"))
@@ -332,3 +367,26 @@ def test_labels_streamed_as_backend_tensors_are_checked():
                        for i, (a, b) in enumerate(batches(x, y)))
     with pytest.raises(ValueError, match=r"labels of batch 1 of `x` must be .*shape \(n,\)"):
         make_learner().fit(one_hot(), verbose=0)
+
+
+class Unreadable(Unlabelled):
+    def __getitem__(self, index):
+        raise RuntimeError("the disk went away")
+
+
+@pytest.mark.parametrize("first_batch", ["labels out of range", "an error of its own"])
+def test_a_first_batch_that_fails_to_read_leaves_the_trained_weights(first_batch):
+    """Keras's JAX trainer empties the variables before it reads a PyDataset's first batch and
+    refilled them only from a finished step (backend.state_kept puts them back)."""
+    model = make_learner()
+    model.fit(x, y, epochs=1, verbose=0)
+    before = [np.array(w) for w in [*model.weights, *model.optimizer.variables]]
+    stream, error = {"labels out of range": (Batches(x, y + K), r"labels of batch 0 of `x`"),
+                     "an error of its own": (Unreadable(x), "the disk went away")}[first_batch]
+    with pytest.raises((ValueError, RuntimeError), match=error):
+        model.fit(stream, verbose=0)
+    assert_same_arrays([np.array(w) for w in [*model.weights, *model.optimizer.variables]], before)
+    with pytest.raises((ValueError, RuntimeError), match=error):
+        model.evaluate(stream, verbose=0)
+    assert_same_arrays([np.array(w) for w in model.weights], before[:len(model.weights)])
+    model.fit(x, y, epochs=1, verbose=0)  # still trains

@@ -16,18 +16,22 @@ SeedGenerator = keras.random.SeedGenerator  # JAX's data parallelism is one glob
 
 @contextlib.contextmanager
 def state_kept(model):
-    """Keras's JAX `fit` and `evaluate` empty the model's variables (to save memory) before they
-    read the first batch, and fill them again only from a state that a step returned: if reading
-    that batch fails (a PyDataset's or DataLoader's first batch, which Keras does not peek at),
-    the trained weights are gone. Hold their values (references, not copies) and put back any
-    variable still empty when `fit` or `evaluate` fails."""
+    """Keras's JAX `fit` and `evaluate` empty the model's variables (to save memory) while they
+    run and fill them again from the state the last step returned; `evaluate` does not when a
+    batch fails to read, and neither does `fit` when it is the first (a PyDataset's or
+    DataLoader's, which Keras does not peek at). The trained weights were gone. On failure, put
+    back the last step's state of this call, else the values held here (references, not
+    copies: a finished step donates them)."""
     optimizer = getattr(model, "optimizer", None)
     variables = [*model.variables, *(optimizer.variables if optimizer else ()),
                  *model.metrics_variables]
     values = [v.value for v in variables]
+    earlier = getattr(model, "_jax_state", None)  # another call's, possibly stale
     try:
         yield
     except BaseException:
+        if getattr(model, "_jax_state", None) is not earlier:  # a step of this call finished
+            model.jax_state_sync()
         for variable, value in zip(variables, values):
             if variable._value is None and not value.is_deleted():  # emptied, never refilled
                 variable.assign(value)

@@ -390,3 +390,14 @@ def test_a_first_batch_that_fails_to_read_leaves_the_trained_weights(first_batch
         model.evaluate(stream, verbose=0)
     assert_same_arrays([np.array(w) for w in model.weights], before[:len(model.weights)])
     model.fit(x, y, epochs=1, verbose=0)  # still trains
+
+
+def test_an_evaluation_that_fails_at_a_later_batch_leaves_the_trained_weights():
+    """Keras's JAX `evaluate` puts the state back only when every batch was read."""
+    model = make_learner()
+    model.fit(x, y, epochs=1, verbose=0)
+    before = [np.array(w) for w in model.weights]
+    with pytest.raises(ValueError, match="labels of batch 2 of `x`"):
+        model.evaluate(Batches(x, y_late), verbose=0)
+    assert_same_arrays([np.array(w) for w in model.weights], before)
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] >= 0

@@ -32,12 +32,13 @@ def number(name, value, low=0.0, high=None, high_inclusive=False):
     return float(value)
 
 
-def labels(name, y, num_classes, unlabeled=False):
+def labels(name, y, num_classes, unlabeled=False, explain_unlabeled=False):
     """Integer class labels of shape (n,) or (n, 1) in [0, num_classes), as a flat array (read
-    back from the GPU if they are there); with `unlabeled`, -1 also marks an unlabeled example."""
-    if y is None:  # `fit_arrays` names a dataset's labels "the labels in ..."
-        missing = ("the dataset must yield (samples, labels)" if name.startswith("the labels")
-                   else f"{name} is missing")
+    back from the GPU if they are there); with `unlabeled`, -1 also marks an unlabeled example.
+    `explain_unlabeled`: the labels a model trains on, where a -1 is the unlabeled mark."""
+    if y is None:  # a dataset's labels are named "the labels in ..." or "... of batch i of ..."
+        missing = (f"{name} are missing (the dataset must yield (samples, labels))"
+                   if name.startswith("the labels") else f"{name} is missing")
         raise ValueError(f"{missing}: this model trains on integer class labels in "
                          f"[0, {num_classes}).")
     if not isinstance(y, np.ndarray) and hasattr(y, "dtype"):
@@ -56,7 +57,7 @@ def labels(name, y, num_classes, unlabeled=False):
     if len(y) and (y.min() < low or y.max() >= num_classes):
         allowed = f"[0, num_classes) = [0, {num_classes})"
         allowed += " or -1 (unlabeled)" if unlabeled else ""
-        hint = ("" if unlabeled or y.min() != -1 else
+        hint = ("" if unlabeled or not explain_unlabeled or y.min() != -1 else
                 f" -1 in {name} marks unlabeled examples (alllib.data.UNLABELED), which this model "
                 "cannot learn from: pass the labelled examples alone (a Distiller or a "
                 "SemiSupervisedGAN takes unlabeled ones).")
@@ -121,17 +122,14 @@ def streamed_labels(data, name, num_classes, unlabeled=False):
     each step wait for that copy; labels that come from the host cost nothing to check."""
     def check(y, index):
         try:
-            labels(f"the labels of batch {index} of {name}", y, num_classes, unlabeled)
+            labels(f"the labels of batch {index} of {name}", y, num_classes, unlabeled,
+                   explain_unlabeled=True)
         except ValueError as error:  # marked: TensorFlow may carry it inside its own error
             raise ValueError(_STREAM_ERROR + str(error)) from None
         return True
 
-    def checked_batch(batch, index):
-        y = keras.utils.unpack_x_y_sample_weight(batch)[1]
-        if y is None:  # raised here, on the host: inside the step, JAX would lose the weights
-            raise ValueError(f"batch {index} of {name} has no labels: it must be (samples, "
-                             f"labels), with integer class labels in [0, {num_classes}).")
-        check(y, index)
+    def checked_batch(batch, index):  # no labels is refused too: here, not inside the step
+        check(keras.utils.unpack_x_y_sample_weight(batch)[1], index)
         return batch
 
     if hasattr(data, "element_spec") and hasattr(data, "enumerate"):  # a tf.data.Dataset
@@ -140,8 +138,7 @@ def streamed_labels(data, name, num_classes, unlabeled=False):
         def in_pipeline(index, batch):
             y = keras.utils.unpack_x_y_sample_weight(batch)[1]
             if y is None:  # the structure is static: refused as the pipeline is built
-                raise ValueError(f"{name} has no labels: its batches must be (samples, labels), "
-                                 f"with integer class labels in [0, {num_classes}).")
+                labels(f"the labels in {name}", None, num_classes)
             with tf.control_dependencies([tf.numpy_function(check, [y, index], tf.bool)]):
                 return tf.nest.map_structure(tf.identity, batch)
 

@@ -52,7 +52,7 @@ class ConditionalGAN(GAN):
     def check_data(self, x, y, x_name, y_name):
         """`x` as for `GAN`, and integer labels `y` in [0, num_classes), one per sample."""
         super().check_data(x, y, x_name, y_name)
-        y = checks.labels(y_name, y, self.num_classes)
+        y = checks.labels(y_name, y, self.num_classes, explain_unlabeled=True)
         if len(x) != len(y):
             raise ValueError(
                 f"{x_name} and {y_name} must have the same length; received {len(x)} and {len(y)}."

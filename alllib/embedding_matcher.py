@@ -100,7 +100,7 @@ class EmbeddingMatcher(Duel):
 
     def check_data(self, x, y, x_name, y_name):
         """One integer label in [0, K) per finite input; then the networks are run on two."""
-        y = checks.labels(y_name, y, self.num_classes)
+        y = checks.labels(y_name, y, self.num_classes, explain_unlabeled=True)
         checks.inputs_with_labels(x_name, x, y_name, y)
         self._probe(keras.tree.map_structure(lambda a: a[:2], x))
 

@@ -134,7 +134,7 @@ class AdversarialLabelLearner(Duel):
     def check_data(self, x, y, x_name, y_name):
         """Integer labels in range, one per finite input; then `_probe` runs the networks.
         `x` may be several inputs (a list or dict of arrays) for a multi-input predictor."""
-        y = checks.labels(y_name, y, self.num_classes, self.unlabeled)
+        y = checks.labels(y_name, y, self.num_classes, self.unlabeled, explain_unlabeled=True)
         leaves = checks.inputs_with_labels(x_name, x, y_name, y)
         if len(leaves) > 1 and self.conditional and self.discriminator is not None:
             raise ValueError(

@@ -312,8 +312,9 @@ def test_a_stream_without_labels_is_refused_before_a_step_and_the_weights_are_ke
     unlabelled = {"generator": lambda: ((x[i:i + 20],) for i in range(0, 60, 20)),
                   "PyDataset": lambda: Unlabelled(x),
                   "DataLoader": lambda: torch_inputs_only(x)}[stream]()
-    with pytest.raises(ValueError, match=r"batch 0 of `x` has no labels: it must be \(samples, "
-                                         r"labels\), with integer class labels in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"the labels of batch 0 of `x` are missing \(the dataset "
+                                         r"must yield \(samples, labels\)\): this model trains on "
+                                         r"integer class labels in \[0, 3\)"):
         model.fit(unlabelled, verbose=0)
     assert_same_arrays([np.array(w) for w in model.weights], before)
 
@@ -401,3 +402,12 @@ def test_an_evaluation_that_fails_at_a_later_batch_leaves_the_trained_weights():
         model.evaluate(Batches(x, y_late), verbose=0)
     assert_same_arrays([np.array(w) for w in model.weights], before)
     assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] >= 0
+
+
+def test_the_unlabeled_hint_is_for_the_labels_a_model_trains_on():
+    from alllib import checks
+    with pytest.raises(ValueError) as plain:
+        checks.labels("`labels`", np.array([-1, 0]), 3)
+    assert "unlabeled" not in str(plain.value)
+    with pytest.raises(ValueError, match="-1 in `y` marks unlabeled examples"):
+        checks.labels("`y`", np.array([-1, 0]), 3, explain_unlabeled=True)

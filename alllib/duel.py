@@ -304,7 +304,7 @@ class Duel(keras.Model):
         """One batch of `evaluate` -> logs (update `self._trackers`, return their results): the
         held-out measure of a duel that has one. Without it, `evaluate` and validation in `fit`
         are refused with a message, before Keras traces anything."""
-        raise NotImplementedError
+        raise NotImplementedError(self._no_evaluation(f"{type(self).__name__} has no `evaluate`"))
 
     @property
     def _evaluates(self):
@@ -324,6 +324,11 @@ class Duel(keras.Model):
             x = self.check_stream(x, "`x`")
         with backend.state_kept(self), checks.stream_errors():
             return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; on JAX the weights survive a batch that fails to read."""
+        with backend.state_kept(self):
+            return super().predict(x, *args, **kwargs)
 
     def _no_evaluation(self, refused):
         return (f"{refused}: it defines no held-out measure. Implement "

@@ -16,26 +16,73 @@ SeedGenerator = keras.random.SeedGenerator  # JAX's data parallelism is one glob
 
 @contextlib.contextmanager
 def state_kept(model):
-    """Keras's JAX `fit` and `evaluate` empty the model's variables (to save memory) while they
-    run and fill them again from the state the last step returned; `evaluate` does not when a
-    batch fails to read, and neither does `fit` when it is the first (a PyDataset's or
-    DataLoader's, which Keras does not peek at). The trained weights were gone. On failure, put
-    back the last step's state of this call, else the values held here (references, not
-    copies: a finished step donates them)."""
-    optimizer = getattr(model, "optimizer", None)
-    variables = [*model.variables, *(optimizer.variables if optimizer else ()),
-                 *model.metrics_variables]
-    values = [v.value for v in variables]
-    earlier = getattr(model, "_jax_state", None)  # another call's, possibly stale
+    """Keras's JAX `fit`, `evaluate` and `predict` empty the model's variables while they run (to
+    save memory): they hand the values to the next step and fill the variables again from the
+    state the last step returned. When a batch fails to read before a step has returned since
+    the emptying (the first batch of an epoch, also after a validation pass), or at any batch of
+    `evaluate` and `predict`, nothing fills them, and the trained weights were gone. Here the
+    values handed out are held (references, not copies) and, on failure, each emptied variable
+    gets the newer of those and the last step's state. With `steps_per_execution > 1` a batch
+    can fail inside an execution whose input is already donated; the error then says what was
+    lost."""
+    if getattr(model, "_jax_state_synced", True):
+        model._jax_state = None  # already in the variables: syncing it later could only be stale
+    handed = {"values": [], "state": None}
+    stacked = model.__dict__.get("_purge_model_variables")  # an outer call's (validation)
+    purge = stacked or model._purge_model_variables
+
+    def holding_purge(**groups):
+        handed["values"] = [(v, v._value) for group in _stateful(model).values() for v in group
+                            if v._value is not None]
+        handed["state"] = model._jax_state
+        purge(**groups)
+
+    object.__setattr__(model, "_purge_model_variables", holding_purge)
     try:
         yield
-    except BaseException:
-        if getattr(model, "_jax_state", None) is not earlier:  # a step of this call finished
-            model.jax_state_sync()
-        for variable, value in zip(variables, values):
-            if variable._value is None and not value.is_deleted():  # emptied, never refilled
-                variable.assign(value)
+    except BaseException as error:
+        _refill(model, handed, error)
         raise
+    finally:
+        if stacked is None:
+            object.__delattr__(model, "_purge_model_variables")
+        else:
+            object.__setattr__(model, "_purge_model_variables", stacked)
+
+
+def _stateful(model):
+    """Every variable Keras's JAX trainer passes through its steps, as it groups them."""
+    optimizer = getattr(model, "optimizer", None)
+    return {"trainable_variables": model.trainable_variables,
+            "non_trainable_variables": model.non_trainable_variables,
+            "optimizer_variables": optimizer.variables if optimizer else [],
+            "metrics_variables": model.metrics_variables}
+
+
+def _refill(model, handed, error):
+    groups = _stateful(model)
+    emptied = [v for group in groups.values() for v in group if v._value is None]
+    if not emptied:
+        return
+    newest = {id(v): value for v, value in handed["values"]}
+    stepped = model._jax_state is not None and model._jax_state is not handed["state"]
+    if stepped:  # a step returned after the last emptying: its state is newer
+        for key, group in groups.items():
+            state = model._jax_state.get(key) or ()
+            newest.update((id(v), value) for v, value in zip(group, state))
+    lost = []
+    for variable in emptied:
+        value = newest.get(id(variable))
+        if value is None or value.is_deleted():
+            lost.append(variable.path)
+        else:
+            variable.assign(value)
+    model._jax_state, model._jax_state_synced = None, True
+    if lost:
+        error.add_note(f"alllib: {len(lost)} of the model's variables could not be put back "
+                       f"(their values went to a step that did not finish, as can happen with "
+                       f"steps_per_execution > 1), among them {lost[:3]}; reload the last saved "
+                       "model or checkpoint.")
 
 
 def gradients(loss_fn, variables):
